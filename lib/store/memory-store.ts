@@ -1,5 +1,7 @@
 import { LogBusError } from '../errors.js';
 import type { TopicConfig } from '../options.js';
+import { validateTopicName } from '../topic.js';
+import { validateAppend } from './append-validation.js';
 import type {
   AppendRecord,
   AppendResult,
@@ -18,6 +20,7 @@ interface MemSegment {
   baseOffset: number;
   records: LogRecord[];
   bytes: number;
+  /** Newest record time (the clock can step back, so not simply the last one's). */
   lastTimestamp: number;
 }
 
@@ -31,7 +34,7 @@ export class MemoryTopicLog implements TopicLog {
     readonly name: string,
     private readonly config: TopicLogConfig,
   ) {
-    this.segments = [{ baseOffset: 0, records: [], bytes: 0, lastTimestamp: 0 }];
+    this.segments = [{ baseOffset: 0, records: [], bytes: 0, lastTimestamp: -Infinity }];
   }
 
   get earliestOffset(): number {
@@ -45,28 +48,20 @@ export class MemoryTopicLog implements TopicLog {
   }
 
   append(records: AppendRecord[], now = Date.now()): AppendResult {
-    if (records.length === 0) throw new LogBusError('INVALID_ARGUMENT', 'append needs at least one record');
+    validateAppend(this.name, records, now, this.config.maxMessageBytes);
     const sizes = records.map(r => recordBytes(r));
-    sizes.forEach((size, i) => {
-      if (records[i].value.length > this.config.maxMessageBytes) {
-        throw new LogBusError(
-          'MESSAGE_TOO_LARGE',
-          `message of ${records[i].value.length} bytes on '${this.name}' exceeds maxMessageBytes ${this.config.maxMessageBytes}`,
-        );
-      }
-      void size;
-    });
     const baseOffset = this.next;
     for (let i = 0; i < records.length; i++) {
       let seg = this.segments[this.segments.length - 1];
       if (seg.bytes > 0 && seg.bytes + sizes[i] > this.config.segmentBytes) {
-        seg = { baseOffset: this.next, records: [], bytes: 0, lastTimestamp: 0 };
+        seg = { baseOffset: this.next, records: [], bytes: 0, lastTimestamp: -Infinity };
         this.segments.push(seg);
       }
       const r = records[i];
-      seg.records.push({ offset: this.next++, timestamp: now, key: r.key, headers: r.headers ?? {}, value: r.value });
+      // Copies, like the file log: a caller reusing its buffer must not change what was stored.
+      seg.records.push({ offset: this.next++, timestamp: now, key: r.key, headers: r.headers ? { ...r.headers } : {}, value: Buffer.from(r.value) });
       seg.bytes += sizes[i];
-      seg.lastTimestamp = now;
+      if (now > seg.lastTimestamp) seg.lastTimestamp = now;
       this.total += sizes[i];
     }
     return { baseOffset, timestamp: now, durable: RESOLVED };
@@ -148,6 +143,7 @@ export class MemoryStore implements LogStore {
   }
 
   async openTopic(name: string, config: TopicLogConfig): Promise<TopicLog> {
+    validateTopicName(name);
     let log = this.logs.get(name);
     if (!log) {
       log = new MemoryTopicLog(name, config);

@@ -1,0 +1,235 @@
+import { join } from 'node:path';
+import type { FsyncMode } from '../options.js';
+import { BATCH_HEADER, MAX_BATCH_BYTES, checkBatch } from './batch-format.js';
+import { type StoreIO, readFully, writeFully } from './io.js';
+import { INDEX_ENTRY, INDEX_INTERVAL, SegmentIndex, decodeEntry } from './segment-index.js';
+import type { StoreLogger } from './types.js';
+
+/**
+ * One segment's state, and how a segment is opened, scanned, recovered and
+ * its index rebuilt. Appending, reading and retention live in file-topic-log.ts.
+ */
+
+const SCAN_WINDOW = 1024 * 1024;
+
+export type SegmentIO = Pick<LogIOOptions, 'io' | 'fsync' | 'logger'>;
+
+export interface LogIOOptions {
+  io: StoreIO;
+  fsync: FsyncMode;
+  fsyncIntervalMs: number;
+  logger: StoreLogger;
+  /** Per topic: bytes of recently written batches kept in memory for tailing readers. */
+  cacheBytes: number;
+  /** Shared by all topics of a store: the cache total stays near `limit` (plus one chunk per topic). */
+  cacheBudget: { used: number; limit: number };
+}
+
+export interface Segment {
+  base: number;
+  logPath: string;
+  indexPath: string;
+  /** Logical size: includes batches appended but not yet written. */
+  size: number;
+  /** Bytes written to the OS. */
+  written: number;
+  /** Offset after the segment's last record (logical). */
+  next: number;
+  /** Newest record timestamp (logical); -Infinity when empty. */
+  maxTs: number;
+  /** Loaded lazily for sealed segments. */
+  index: SegmentIndex | null;
+  indexLoading: Promise<SegmentIndex> | null;
+  /** Entries already written to the index file (active segment). */
+  persisted: number;
+  fd: number;
+  indexFd: number;
+  sealed: boolean;
+  /** Sealed, fully written, end entry written, fds closed: safe to delete. */
+  finalized: boolean;
+}
+
+export const segName = (base: number): string => String(base).padStart(20, '0');
+
+export function newSegment(dir: string, base: number): Segment {
+  return {
+    base,
+    logPath: join(dir, `${segName(base)}.log`),
+    indexPath: join(dir, `${segName(base)}.index`),
+    size: 0,
+    written: 0,
+    next: base,
+    maxTs: -Infinity,
+    index: null,
+    indexLoading: null,
+    persisted: 0,
+    fd: -1,
+    indexFd: -1,
+    sealed: false,
+    finalized: false,
+  };
+}
+
+/** A sealed segment is trusted from its index's end entry alone; otherwise it is rescanned. */
+export async function openSealed(o: SegmentIO, seg: Segment): Promise<void> {
+  const io = o.io;
+  seg.size = seg.written = await io.size(seg.logPath);
+  const idxSize = await io.size(seg.indexPath);
+  if (idxSize >= INDEX_ENTRY) {
+    const fd = await io.open(seg.indexPath, 'r');
+    try {
+      const at = Math.floor(idxSize / INDEX_ENTRY) * INDEX_ENTRY - INDEX_ENTRY;
+      const buf = Buffer.alloc(INDEX_ENTRY);
+      await readFully(io, fd, buf, 0, INDEX_ENTRY, at);
+      const e = decodeEntry(buf, 0);
+      if (e && e.pos === seg.size && e.rel === seg.next - seg.base) {
+        seg.maxTs = e.maxTs;
+        return;
+      }
+    } finally {
+      await io.close(fd);
+    }
+  }
+  await rebuildSealed(o, seg);
+}
+
+/** Scans a whole sealed segment to rebuild its index; reports damage, cuts only provable garbage. */
+export async function rebuildSealed(o: SegmentIO, seg: Segment): Promise<{ index: SegmentIndex; cut: number }> {
+  const io = o.io;
+  const index = new SegmentIndex();
+  let cut = 0;
+  const fd = await io.open(seg.logPath, 'r+');
+  try {
+    const r = await scanSegment(o.io, fd, seg, 0, seg.base, -Infinity, seg.size, index);
+    seg.maxTs = r.maxTs;
+    if (r.next === seg.next) {
+      if (r.pos < seg.size) {
+        // Every offset up to the next segment is here: what follows is garbage, not data.
+        o.logger.warn(
+          `logbus store: ${seg.logPath}: cut ${seg.size - r.pos} bytes of garbage after the last batch (offsets complete up to ${seg.next})`,
+        );
+        await io.ftruncate(fd, r.pos);
+        if (o.fsync !== 'never') await io.fdatasync(fd);
+        cut = seg.size - r.pos;
+        seg.size = seg.written = r.pos;
+      }
+      index.push(seg.next - seg.base, seg.size, seg.maxTs);
+      await writeWholeIndex(o, seg, index, false);
+    } else {
+      o.logger.error(
+        `logbus store: ${seg.logPath} is damaged at byte ${r.pos}: offsets ${r.next} to ${seg.next - 1} cannot be read ` +
+          `(checksum or length mismatch). Reads reaching them fail with CORRUPT; read from ${seg.next} to skip them. ` +
+          `The file is left untouched for inspection.`,
+      );
+    }
+  } finally {
+    await io.close(fd);
+  }
+  seg.index = index;
+  return { index, cut };
+}
+
+/**
+ * After a crash only the active segment can have a torn tail. Its index
+ * (written as it grew) says where the last indexed batch starts, so
+ * recovery scans from there: open costs the unindexed tail, not the log.
+ */
+export async function recoverActive(o: SegmentIO, seg: Segment): Promise<void> {
+  const io = o.io;
+  seg.fd = await io.open(seg.logPath, 'r+');
+  const size = await io.fsize(seg.fd);
+  const idxBuf = (await io.size(seg.indexPath)) >= 0 ? await io.readFile(seg.indexPath) : Buffer.alloc(0);
+  const parsed = SegmentIndex.parse(idxBuf, size);
+  const index = parsed.index;
+  const parsedLength = index.length;
+  if (index.length === 0) index.push(0, 0, -Infinity);
+  let r: { pos: number; next: number; maxTs: number; batches: number };
+  for (;;) {
+    // Scan from the last entry; the scan does not re-add an entry at its own start.
+    const k = index.length - 1;
+    r = await scanSegment(o.io, seg.fd, seg, index.pos[k], seg.base + index.rel[k], index.maxTs[k], size, index);
+    // Nothing valid right after an entry that points inside the file: the entry
+    // may be stale (power loss) or the tail torn there. Drop it and rescan from the one before.
+    if (r.batches === 0 && index.pos[k] < size && k > 0) {
+      index.truncate(k);
+      continue;
+    }
+    break;
+  }
+  if (r.pos < size) {
+    o.logger.warn(
+      `logbus store: ${seg.logPath}: cut a torn tail of ${size - r.pos} bytes at byte ${r.pos} (last whole batch ends at offset ${r.next})`,
+    );
+    await io.ftruncate(seg.fd, r.pos);
+    if (o.fsync !== 'never') await io.fdatasync(seg.fd);
+  }
+  seg.size = seg.written = r.pos;
+  seg.next = r.next;
+  seg.maxTs = r.maxTs;
+  const changed = !parsed.clean || index.length !== parsedLength || r.pos < size;
+  if (changed || (await io.size(seg.indexPath)) < 0) {
+    await writeWholeIndex(o, seg, index, true);
+  } else {
+    seg.indexFd = await io.open(seg.indexPath, 'r+');
+  }
+  seg.index = index;
+  seg.persisted = index.length;
+}
+
+/**
+ * Walks batches from pos (expected first offset `offset`) until `end` or the
+ * first bad/torn batch, adding index entries per INDEX_INTERVAL.
+ */
+export async function scanSegment(
+  io: StoreIO,
+  fd: number,
+  seg: Segment,
+  pos: number,
+  offset: number,
+  maxTs: number,
+  end: number,
+  index: SegmentIndex,
+): Promise<{ pos: number; next: number; maxTs: number; batches: number }> {
+  let batches = 0;
+  let buf = Buffer.allocUnsafe(Math.min(SCAN_WINDOW, Math.max(end - pos, BATCH_HEADER)));
+  // pos always points at the next unchecked batch, so any exit leaves it at the last whole batch's end.
+  while (pos < end) {
+    const windowStart = pos;
+    const n = await readFully(io, fd, buf, 0, Math.min(buf.length, end - pos), pos);
+    let p = 0;
+    let grow = 0;
+    for (;;) {
+      const c = checkBatch(buf, p, n, offset);
+      if (c === 'bad') return { pos, next: offset, maxTs, batches };
+      if (c === 'short') {
+        if (windowStart + n >= end) return { pos, next: offset, maxTs, batches }; // torn at end of file
+        if (p === 0) {
+          // One batch larger than the window: grow to fit it (bounded by MAX_BATCH_BYTES).
+          const len = n >= 8 ? buf.readUInt32LE(4) : 0;
+          if (len <= buf.length || len > MAX_BATCH_BYTES + BATCH_HEADER) return { pos, next: offset, maxTs, batches };
+          grow = len;
+        }
+        break;
+      }
+      if (index.length === 0 || pos - index.lastPos() >= INDEX_INTERVAL) index.push(offset - seg.base, pos, maxTs);
+      offset += c.count;
+      if (c.timestamp > maxTs) maxTs = c.timestamp;
+      batches++;
+      p += c.length;
+      pos += c.length;
+      if (p >= n) break;
+    }
+    if (grow) buf = Buffer.allocUnsafe(grow);
+  }
+  return { pos, next: offset, maxTs, batches };
+}
+
+export async function writeWholeIndex(o: SegmentIO, seg: Segment, index: SegmentIndex, keepOpen: boolean): Promise<void> {
+  const io = o.io;
+  const fd = await io.open(seg.indexPath, 'w+');
+  const buf = index.encode();
+  await writeFully(io, fd, buf, 0, buf.length, 0);
+  if (o.fsync !== 'never') await io.fdatasync(fd);
+  if (keepOpen) seg.indexFd = fd;
+  else await io.close(fd);
+}
