@@ -17,7 +17,7 @@ import type {
   TopicInfo,
 } from '../connection/types.js';
 import { InProcessConnection } from '../connection/in-process.js';
-import { DEFAULTS, LIMITS, type FsyncMode, type TopicConfig } from '../options.js';
+import { DEFAULTS, LIMITS, badOption, resolveOptions, type FsyncMode, type TopicConfig } from '../options.js';
 import type { AppendRecord, AppendResult, LogRecord, LogStore, TopicLog } from '../store/types.js';
 import { validateTopicName } from '../topic.js';
 import type { GroupMember } from './consumer-group.js';
@@ -105,6 +105,16 @@ export class Broker {
   }
 
   static async open(opts: BrokerOptions): Promise<Broker> {
+    // Every option is checked before anything is opened or created: a bad one names itself.
+    if (opts === null || typeof opts !== 'object') throw badOption('options', opts, 'an object');
+    const checked = resolveOptions({
+      dataDir: opts.dataDir,
+      fsync: opts.fsync,
+      topics: opts.topics,
+      retentionCheckMs: opts.retentionCheckMs,
+      subscriberBufferBytes: opts.subscriberBufferBytes,
+    });
+    opts = { ...opts, fsync: checked.fsync, topics: checked.topics, retentionCheckMs: checked.retentionCheckMs, subscriberBufferBytes: checked.subscriberBufferBytes };
     const logger = opts.logger ?? consoleLogger;
     const store = opts.store ?? (await openBrokerStore(opts.dataDir, opts.fsync ?? DEFAULTS.fsync, logger));
     const broker = new Broker(store, opts, logger);
@@ -177,6 +187,8 @@ export class Broker {
       const records = toRecords(topic, messages);
       if (records.length === 0) return Promise.resolve([]);
       if (t) return this.append(t, records);
+      // Checked before the topic is created: a refused first publish must not leave a topic behind.
+      checkSizes(topic, this.topicRegistry.configFor(topic).maxMessageBytes, records);
       return this.topicRegistry.resolve(topic).then(t2 => {
         this.assertOpen();
         return this.append(t2, records);
@@ -190,12 +202,7 @@ export class Broker {
     const n = records.length;
     const log = t.log;
     if (!log) {
-      const max = t.config.maxMessageBytes;
-      for (const r of records) {
-        if (r.value.length > max) {
-          throw new LogBusError('MESSAGE_TOO_LARGE', `message of ${r.value.length} bytes on '${t.name}' exceeds maxMessageBytes ${max}`);
-        }
-      }
+      checkSizes(t.name, t.config.maxMessageBytes, records);
       this.stats.published += n;
       const now = Date.now();
       const out: OutMessage[] = new Array(n);
@@ -210,15 +217,7 @@ export class Broker {
       return Promise.resolve(results);
     }
     // Checked per call up front, so one caller's oversized message cannot fail the calls it is coalesced with.
-    const max = t.config.maxMessageBytes;
-    for (const r of records) {
-      if (r.value.length > max) {
-        throw new LogBusError(
-          'MESSAGE_TOO_LARGE',
-          `message of ${r.value.length} bytes on '${t.name}' exceeds maxMessageBytes ${max}; send smaller messages or raise the topic's maxMessageBytes`,
-        );
-      }
-    }
+    checkSizes(t.name, t.config.maxMessageBytes, records);
     return new Promise((resolve, reject) => {
       let q = this.coalescing.get(t);
       if (!q) {
@@ -437,6 +436,17 @@ export class Broker {
   private assertSession(s: BrokerSession): void {
     this.assertOpen();
     if (s.closed) throw new LogBusError('CLOSED', 'the connection is closed');
+  }
+}
+
+function checkSizes(topic: string, max: number, records: AppendRecord[]): void {
+  for (const r of records) {
+    if (r.value.length > max) {
+      throw new LogBusError(
+        'MESSAGE_TOO_LARGE',
+        `message of ${r.value.length} bytes on '${topic}' exceeds maxMessageBytes ${max}; send smaller messages or raise the topic's maxMessageBytes`,
+      );
+    }
   }
 }
 

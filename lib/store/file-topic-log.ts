@@ -298,6 +298,9 @@ export class FileTopicLog implements TopicLog {
     for (const c of chunks) {
       const seg = c.seg;
       if (seg.fd < 0) {
+        // Earlier segments must be synced before a later one exists on disk, or a
+        // power loss leaves a hole inside a sealed segment (CORRUPT for good).
+        await this.finalizeWritten(touched);
         seg.fd = await io.open(seg.logPath, 'w+');
         seg.indexFd = await io.open(seg.indexPath, 'w+');
         // The new segment's name must survive a crash before any ack depends on it.
@@ -306,7 +309,8 @@ export class FileTopicLog implements TopicLog {
       await writeFully(io, seg.fd, c.buf, c.start, c.end - c.start, c.segPos);
       seg.written = c.segPos + (c.end - c.start);
       this.dirty = true;
-      await this.persistIndex(seg);
+      // With fsync 'never' nothing is ordered anyway; otherwise entries wait for the sync below.
+      if (this.o.fsync === 'never') await this.persistIndex(seg);
       touched.add(seg);
       if (seg.sealed && seg.written === seg.size) {
         await this.finalize(seg);
@@ -316,18 +320,29 @@ export class FileTopicLog implements TopicLog {
     // A roll can come after the old segment's last chunk was already written:
     // no chunk of it will pass above again, so finalize it here (else it stays
     // open and retention, which only deletes finalized segments, never sees it).
-    for (let i = this.segments.length - 2; i >= 0 && !this.segments[i].finalized; i--) {
-      const seg = this.segments[i];
+    await this.finalizeWritten(touched);
+    if (sync) {
+      const synced = this.o.fsync === 'always' ? [...touched] : [this.active()];
+      for (const seg of synced) {
+        if (seg.fd >= 0) await io.fdatasync(seg.fd);
+      }
+      this.dirty = false;
+      // Only now: an index entry on disk must never point at log bytes a power
+      // loss can still take (recovery trusts entries and scans from the last one).
+      for (const seg of synced) if (seg.fd >= 0) await this.persistIndex(seg);
+    }
+  }
+
+  /** Finalizes sealed segments whose last chunk is written. */
+  private async finalizeWritten(touched: Set<Segment>): Promise<void> {
+    // Walk a snapshot: retention may shift this.segments while finalize() awaits.
+    const segs = this.segments.slice(0, -1);
+    for (let i = segs.length - 1; i >= 0 && !segs[i].finalized; i--) {
+      const seg = segs[i];
       if (seg.sealed && seg.fd >= 0 && seg.written === seg.size) {
         await this.finalize(seg);
         touched.delete(seg);
       }
-    }
-    if (sync) {
-      for (const seg of this.o.fsync === 'always' ? touched : [this.active()]) {
-        if (seg.fd >= 0) await io.fdatasync(seg.fd);
-      }
-      this.dirty = false;
     }
   }
 
@@ -349,11 +364,10 @@ export class FileTopicLog implements TopicLog {
   /** A sealed segment gets its end entry, is synced (unless fsync 'never') and closed. */
   private async finalize(seg: Segment): Promise<void> {
     const io = this.o.io;
+    // Log bytes first, then the end entry that vouches for them (see writeChunks).
+    if (this.o.fsync !== 'never') await io.fdatasync(seg.fd);
     await this.writeEndEntry(seg);
-    if (this.o.fsync !== 'never') {
-      await io.fdatasync(seg.fd);
-      await io.fdatasync(seg.indexFd);
-    }
+    if (this.o.fsync !== 'never') await io.fdatasync(seg.indexFd);
     await io.close(seg.fd);
     await io.close(seg.indexFd);
     seg.fd = seg.indexFd = -1;
@@ -691,8 +705,8 @@ export class FileTopicLog implements TopicLog {
     const seg = this.active();
     try {
       if (!this.failed && seg.fd >= 0 && seg.indexFd >= 0) {
-        await this.writeEndEntry(seg);
         await this.o.io.fdatasync(seg.fd);
+        await this.writeEndEntry(seg);
         await this.o.io.fdatasync(seg.indexFd);
       }
     } finally {

@@ -1,0 +1,372 @@
+import { Logger } from '@nestjs/common';
+import { ClientProxy, RpcException, type ReadPacket, type WritePacket } from '@nestjs/microservices';
+import { createConnection } from '../connection/factory.js';
+import type {
+  BusConnection,
+  BusStats,
+  ConnectionStatus,
+  ConsumeFrom,
+  GroupInfo,
+  OutgoingMessage,
+  ProduceResult,
+  RpcCall,
+  TopicInfo,
+} from '../connection/types.js';
+import { LogBusError } from '../errors.js';
+import { LIMITS, positiveInt, resolveOptions, resolveTopicConfig, type LogBusOptions, type ResolvedOptions, type TopicConfig } from '../options.js';
+import { validateTopicName } from '../topic.js';
+import { PayloadCodec, ReplyTag } from './codec.js';
+import { validateName } from './consume-options.js';
+
+export interface ProduceOptions {
+  key?: string;
+  headers?: Record<string, string>;
+}
+
+export interface BatchMessage<T = unknown> extends ProduceOptions {
+  data: T;
+}
+
+export interface ReadOptions {
+  /** first offset to read, or 'earliest' (default) */
+  from?: number | 'earliest';
+  /** at most this many messages (default 100, at most LIMITS.maxBatchMessages) */
+  max?: number;
+}
+
+export interface Message<T = unknown> {
+  offset: number;
+  timestamp: number;
+  key: string | undefined;
+  headers: Record<string, string>;
+  data: T;
+}
+
+export type LogBusClientEvents = Record<ConnectionStatus, () => void>;
+
+const DEFAULT_READ_MAX = 100;
+const MAX_KEY_CHARS = 1024;
+/** RPCs waiting for replies on one client; past it send() fails at once instead of growing without bound. */
+const MAX_PENDING_RPCS = 100_000;
+
+function checkProduceOptions(o: ProduceOptions | undefined, at: string): { key?: string; headers?: Record<string, string> } {
+  if (o === undefined) return {};
+  if (o === null || typeof o !== 'object') throw new LogBusError('INVALID_ARGUMENT', `${at}: options must be an object { key?, headers? }`);
+  if (o.key !== undefined && (typeof o.key !== 'string' || o.key.length > MAX_KEY_CHARS)) {
+    throw new LogBusError('INVALID_ARGUMENT', `${at}: key must be a string of at most ${MAX_KEY_CHARS} characters`);
+  }
+  if (o.headers !== undefined) {
+    if (o.headers === null || typeof o.headers !== 'object' || Array.isArray(o.headers)) {
+      throw new LogBusError('INVALID_ARGUMENT', `${at}: headers must be an object of strings`);
+    }
+    for (const [k, v] of Object.entries(o.headers)) {
+      if (typeof v !== 'string') throw new LogBusError('INVALID_ARGUMENT', `${at}: header '${k}' must be a string`);
+    }
+  }
+  return { ...(o.key !== undefined && { key: o.key }), ...(o.headers !== undefined && { headers: o.headers }) };
+}
+
+/**
+ * Nest's ClientProxy for logbus: `emit` publishes, `send` is request/response,
+ * plus the log's own calls (produce, read, admin). Connects on first use.
+ * (Its status type stays Nest's default `string`, so the class fits
+ * ClientsModule's `customClass`; the values are ConnectionStatus.)
+ */
+export class LogBusClient extends ClientProxy<LogBusClientEvents> {
+  private readonly codec: PayloadCodec;
+  private connection: BusConnection | undefined;
+  private resolved: ResolvedOptions | undefined;
+  private connecting: Promise<BusConnection> | undefined;
+  private closing: Promise<void> | undefined;
+  private lastStatus: ConnectionStatus | undefined;
+  private closed = false;
+  /** publishes not yet taken by the broker: close() waits for them ("flushes what was accepted") */
+  private readonly publishing = new Set<Promise<unknown>>();
+  /** cancels for RPCs in flight, so close() can end them */
+  private readonly pending = new Set<(err: Error) => void>();
+  private readonly listeners: Array<[ConnectionStatus, () => void]> = [];
+
+  constructor(private readonly options: LogBusOptions = {}) {
+    super();
+    this.initializeSerializer(options);
+    this.initializeDeserializer(options);
+    this.codec = new PayloadCodec(options?.serializer, options?.deserializer);
+  }
+
+  /** Idempotent: every caller shares one connection attempt; a failed attempt may be retried. */
+  connect(): Promise<BusConnection> {
+    if (this.closed) return Promise.reject(closedError());
+    this.connecting ??= this.open().catch((e: unknown) => {
+      this.connecting = undefined;
+      throw e;
+    });
+    return this.connecting;
+  }
+
+  /** Flushes what was accepted (every produce resolves only once taken), then disconnects. Later calls fail with CLOSED. */
+  close(): Promise<void> {
+    this.closed = true;
+    this.closing ??= (async () => {
+      for (const cancel of [...this.pending]) cancel(closedError());
+      await Promise.allSettled([...this.publishing]);
+      const connection = await this.connecting?.catch(() => undefined);
+      await connection?.close();
+      this.connection = undefined;
+      this.setStatus('disconnected');
+    })();
+    return this.closing;
+  }
+
+  override on<K extends keyof LogBusClientEvents>(event: K, callback: LogBusClientEvents[K]): void {
+    if (!['connected', 'disconnected', 'reconnecting'].includes(event)) {
+      throw new LogBusError('INVALID_ARGUMENT', `unknown event '${String(event)}'; LogBusClient emits 'connected', 'disconnected' and 'reconnecting'`);
+    }
+    this.listeners.push([event, callback]);
+  }
+
+  /** The BusConnection underneath. */
+  unwrap<T = BusConnection>(): T {
+    if (!this.connection) throw new LogBusError('CLOSED', 'not connected: call connect() first');
+    return this.connection as T;
+  }
+
+  /** Publishes one message; `offset` is undefined on non-durable topics. */
+  produce<T = unknown>(topic: string, data: T, options?: ProduceOptions): Promise<ProduceResult> {
+    return this.track(this.produceOne(topic, data, options));
+  }
+
+  private async produceOne(topic: string, data: unknown, options?: ProduceOptions): Promise<ProduceResult> {
+    validateTopicName(topic);
+    const extra = checkProduceOptions(options, 'produce');
+    const connection = await this.connect();
+    const value = await this.codec.encode(data, { topic });
+    const [result] = await connection.produce(topic, [{ value, ...extra }]);
+    return result;
+  }
+
+  /** One round trip, accepted whole or rejected whole; results in order. */
+  produceBatch<T = unknown>(topic: string, messages: BatchMessage<T>[]): Promise<ProduceResult[]> {
+    return this.track(this.produceMany(topic, messages));
+  }
+
+  private async produceMany(topic: string, messages: BatchMessage[]): Promise<ProduceResult[]> {
+    validateTopicName(topic);
+    if (!Array.isArray(messages)) throw new LogBusError('INVALID_ARGUMENT', 'produceBatch: messages must be an array of { data, key?, headers? }');
+    if (messages.length > LIMITS.maxBatchMessages) {
+      throw new LogBusError('INVALID_ARGUMENT', `produceBatch: ${messages.length} messages; at most ${LIMITS.maxBatchMessages} per batch`);
+    }
+    const extras = messages.map((m, i) => {
+      if (m === null || typeof m !== 'object') throw new LogBusError('INVALID_ARGUMENT', `produceBatch: messages[${i}] must be { data, key?, headers? }`);
+      return checkProduceOptions({ key: m.key, headers: m.headers }, `produceBatch: messages[${i}]`);
+    });
+    const connection = await this.connect();
+    if (messages.length === 0) return [];
+    const place = { topic };
+    const values = messages.map(m => this.codec.encodeNow(m.data, place));
+    const out: OutgoingMessage[] = [];
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      out.push({ value: v instanceof Promise ? await v : v, ...extras[i] });
+    }
+    return connection.produce(topic, out);
+  }
+
+  /** Stored messages, oldest first, outside any group (tools, tests, replay). */
+  async read<T = unknown>(topic: string, options: ReadOptions = {}): Promise<Message<T>[]> {
+    validateTopicName(topic);
+    const from = options.from ?? 'earliest';
+    if (from !== 'earliest') positiveInt(from, 'read: from', Number.MAX_SAFE_INTEGER, 0);
+    const max = options.max === undefined ? DEFAULT_READ_MAX : positiveInt(options.max, 'read: max', LIMITS.maxBatchMessages);
+    const connection = await this.connect();
+    const records = await connection.read(topic, from, max);
+    const out: Message<T>[] = [];
+    for (const r of records) {
+      out.push({ offset: r.offset, timestamp: r.timestamp, key: r.key, headers: r.headers, data: (await this.codec.decode(r.value, { topic })) as T });
+    }
+    return out;
+  }
+
+  async createTopic(name: string, config: TopicConfig = {}): Promise<void> {
+    validateTopicName(name);
+    resolveTopicConfig(name, config);
+    await (await this.connect()).createTopic(name, config);
+  }
+
+  async topics(): Promise<TopicInfo[]> {
+    return (await this.connect()).topics();
+  }
+
+  async groups(topic: string): Promise<GroupInfo[]> {
+    validateTopicName(topic);
+    return (await this.connect()).groups(topic);
+  }
+
+  async resetGroup(topic: string, group: string, to: ConsumeFrom): Promise<void> {
+    validateTopicName(topic);
+    validateName(group, 'group');
+    const ok =
+      to === 'earliest' ||
+      to === 'latest' ||
+      (to !== null && typeof to === 'object' && (Number.isInteger((to as { offset?: number }).offset) || Number.isInteger((to as { timestamp?: number }).timestamp)));
+    if (!ok) throw new LogBusError('INVALID_ARGUMENT', `resetGroup: 'to' must be 'earliest', 'latest', { offset } or { timestamp }`);
+    await (await this.connect()).resetGroup(topic, group, to);
+  }
+
+  async stats(): Promise<BusStats> {
+    return (await this.connect()).stats();
+  }
+
+  /** Seam for tests and custom drivers. */
+  protected createConnection(options: ResolvedOptions): BusConnection {
+    return createConnection(options, new Logger('LogBus'));
+  }
+
+  private async open(): Promise<BusConnection> {
+    this.resolved ??= resolveOptions(this.options);
+    const connection = this.createConnection(this.resolved);
+    connection.onStatus(s => this.setStatus(s));
+    try {
+      await connection.connect();
+    } catch (e) {
+      await connection.close().catch(() => undefined);
+      throw e;
+    }
+    // close() during this connect waits for it and then closes the connection (after the publishes it accepted)
+    this.connection = connection;
+    this.setStatus(connection.status);
+    return connection;
+  }
+
+  /** emit(): resolves once the broker has taken the message (durably on durable topics). */
+  protected dispatchEvent<T = ProduceResult>(packet: ReadPacket): Promise<T> {
+    return this.track(this.publishEvent(packet)) as Promise<T>;
+  }
+
+  private async publishEvent(packet: ReadPacket): Promise<ProduceResult> {
+    const topic = this.normalizePattern(packet.pattern);
+    validateTopicName(topic);
+    const connection = await this.connect();
+    const value = await this.codec.encode(packet.data, { topic });
+    // Nest 12 packet metadata (setOnDispatchHook) travels as message headers
+    const headers = packet.metadata && Object.keys(packet.metadata).length > 0 ? { headers: { ...packet.metadata } } : {};
+    const [result] = await connection.produce(topic, [{ value, ...headers }]);
+    return result;
+  }
+
+  /** send(): one request to one live handler instance; NO_RESPONDERS, TIMEOUT or the handler's error end it. */
+  protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
+    const pattern = this.normalizePattern(packet.pattern);
+    let call: RpcCall | undefined;
+    let finished = false;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      finished = true;
+      clearTimeout(timer);
+      this.pending.delete(fail);
+    };
+    const fail = (err: Error) => {
+      if (finished) return;
+      call?.cancel();
+      finish();
+      callback({ err });
+    };
+    // replies go out in arrival order even when a user deserializer is async
+    let chain: Promise<void> | undefined;
+    const deliver = (packet: WritePacket | Promise<WritePacket>) => {
+      if (!chain && !(packet instanceof Promise)) {
+        callback(packet);
+        return;
+      }
+      chain = (chain ?? Promise.resolve()).then(
+        () => packet,
+      ).then(
+        p => callback(p),
+        (e: unknown) => callback({ err: e instanceof Error ? e : new Error(String(e)) }),
+      );
+    };
+    if (this.pending.size >= MAX_PENDING_RPCS) {
+      callback({ err: new LogBusError('INVALID_ARGUMENT', `${MAX_PENDING_RPCS} requests already wait for replies on this client`) });
+      return () => undefined;
+    }
+    this.pending.add(fail);
+    const timeoutMs = this.resolved?.rpcTimeoutMs ?? 30_000;
+    timer = setTimeout(() => fail(new LogBusError('TIMEOUT', `no reply to '${pattern}' within ${timeoutMs} ms`)), timeoutMs);
+    const connection = this.connection;
+    if (!connection) {
+      fail(closedError());
+      return () => undefined;
+    }
+    const start = (value: Buffer) => {
+      if (finished) return;
+      call = connection.request(pattern, value, {
+        reply: (bytes, done) => {
+          if (finished) return;
+          if (done || bytes[0] === ReplyTag.Error) finish();
+          this.onReply(pattern, bytes, done, deliver);
+        },
+        error: err => fail(err),
+      });
+    };
+    const asError = (e: unknown) => fail(e instanceof Error ? e : new Error(String(e)));
+    try {
+      const value = this.codec.encodeNow(packet.data, { topic: pattern });
+      if (value instanceof Promise) value.then(start).catch(asError);
+      else start(value);
+    } catch (e) {
+      asError(e);
+    }
+    return () => {
+      if (finished) return;
+      call?.cancel();
+      finish();
+    };
+  }
+
+  /** Turns one reply frame into Nest's WritePacket; `deliver` keeps a stream's replies in order. */
+  private onReply(pattern: string, bytes: Buffer, done: boolean, deliver: (packet: WritePacket | Promise<WritePacket>) => void): void {
+    const tag = bytes[0];
+    const body = bytes.subarray(1);
+    if (tag === ReplyTag.Error) {
+      let err: unknown;
+      try {
+        err = JSON.parse(body.toString('utf8'));
+      } catch {
+        err = { status: 'error', message: body.toString('utf8') };
+      }
+      // as Nest's filter shaped it ({ status, message } or the RpcException's object), carried by an RpcException
+      const ex = new RpcException(err as object);
+      if (err !== null && typeof err === 'object') Object.assign(ex, err);
+      deliver({ err: ex });
+      return;
+    }
+    if (tag === ReplyTag.End) {
+      deliver({ response: undefined, isDisposed: done });
+      return;
+    }
+    if (tag !== ReplyTag.Response) {
+      deliver({ err: new LogBusError('PROTOCOL', `reply to '${pattern}' has an unknown tag ${tag}`) });
+      return;
+    }
+    const response = this.codec.decode(body, { topic: pattern });
+    deliver(response instanceof Promise ? response.then(r => ({ response: r, isDisposed: done })) : { response, isDisposed: done });
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    // a publish started before close() runs to the end; later ones fail with CLOSED in connect()
+    this.publishing.add(p);
+    const forget = () => this.publishing.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  private setStatus(status: ConnectionStatus): void {
+    if (status === this.lastStatus) return;
+    this.lastStatus = status;
+    this._status$.next(status);
+    for (const [event, cb] of this.listeners) if (event === status) cb();
+  }
+}
+
+function closedError(): LogBusError {
+  return new LogBusError('CLOSED', 'the LogBusClient is closed');
+}
