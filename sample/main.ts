@@ -20,17 +20,36 @@ async function waitFor(what: string, done: () => boolean, ms = 15_000): Promise<
   }
 }
 
-async function main(): Promise<void> {
-  // the embedded broker keeps its log here; start from nothing each run
-  const dataDir = join(tmpdir(), 'logbus-sample');
-  await rm(dataDir, { recursive: true, force: true });
+/** Deletes the sample's data: the embedded log directory, or its prefix's keys on Redis. */
+async function removeData(bus: { dataDir?: string; url?: string; prefix?: string }): Promise<void> {
+  if (bus.dataDir) return rm(bus.dataDir, { recursive: true, force: true });
+  if (!bus.url?.startsWith('redis')) return; // a logbus:// broker owns its data
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(bus.url);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${bus.prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
 
-  const app = await NestFactory.createMicroservice(appModule(dataDir), {
-    strategy: new LogBusServer({ dataDir, group: 'billing' }),
+async function main(): Promise<void> {
+  // LOGBUS_URL unset: the embedded broker; set (e.g. redis://127.0.0.1:6379): the same app on that engine
+  const url = process.env.LOGBUS_URL || undefined;
+  const bus = url ? { url, prefix: 'logbus-sample' } : { dataDir: join(tmpdir(), 'logbus-sample') };
+  await removeData(bus); // start from nothing each run
+
+  const app = await NestFactory.createMicroservice(appModule(bus), {
+    strategy: new LogBusServer({ ...bus, group: 'billing' }),
     logger: ['error'],
   });
   await app.listen();
-  log('main', `listening on the embedded broker in ${dataDir}`);
+  log('main', url ? `listening on ${url} (prefix ${bus.prefix})` : `listening on the embedded broker in ${bus.dataDir}`);
 
   const orders = app.get(OrdersService);
   for (let id = 1; id <= ORDERS; id++) {
@@ -49,7 +68,7 @@ async function main(): Promise<void> {
 
   await app.close();
   log('main', 'closed cleanly');
-  await rm(dataDir, { recursive: true, force: true });
+  await removeData(bus);
 }
 
 main().catch(e => {

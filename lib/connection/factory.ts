@@ -10,7 +10,7 @@ import type { BusConnection } from './types.js';
  * this process (shared per dataDir; with `listen` also served to remote
  * clients while the connection is open); 'logbus://' → the wire client;
  * 'redis://' / 'rediss://' → the Redis driver. `logger` receives the
- * embedded broker's warnings (the Nest layer passes Nest's Logger).
+ * broker's or the driver's warnings (the Nest layer passes Nest's Logger).
  *
  * Remote drivers are imported on connect(): a user of the embedded broker
  * never loads them, and one that cannot load (ioredis missing) fails with a
@@ -21,8 +21,12 @@ export function createConnection(options: ResolvedOptions, logger?: BrokerLogger
   // the first user of a dataDir opens its broker, so its logger is the broker's
   if (url === undefined) return options.listen ? new ListeningConnection(options, logger) : createEmbeddedConnection(options, logger);
   if (url.startsWith('logbus://')) {
-    return new DeferredConnection('logbus:// (wire)', async () => (await import('../wire/client.js')).createWireConnection(options));
+    return new DeferredConnection('logbus:// (wire)', async () => (await import('../wire/client.js')).createWireConnection(
+        options,
+        logger && { logger: { log: m => logger.log?.(m), warn: m => logger.warn(m) } },
+      ),
+    );
   }
   // resolveOptions admits only logbus://, redis:// and rediss://
-  return new DeferredConnection('redis', async () => (await import('./redis/index.js')).createRedisConnection(options));
+  return new DeferredConnection('redis', async () => (await import('./redis/index.js')).createRedisConnection(options, logger));
 }

@@ -140,6 +140,7 @@ export class WireConnection implements BusConnection {
   private readonly host: string;
   private readonly port: number;
   private readonly token: string | undefined;
+  private readonly topicsJson: string | undefined;
   private readonly outageWaitMs: number;
   private readonly reconnectBaseMs: number;
   private readonly reconnectMaxMs: number;
@@ -183,7 +184,7 @@ export class WireConnection implements BusConnection {
   private readonly nacks = new Map<number, { id: number; error: string }[]>();
 
   constructor(
-    options: Pick<ResolvedOptions, 'url' | 'token' | 'rpcTimeoutMs'>,
+    options: Pick<ResolvedOptions, 'url' | 'token' | 'rpcTimeoutMs'> & Partial<Pick<ResolvedOptions, 'topics'>>,
     private readonly tuning: WireClientTuning = {},
   ) {
     const { host, port, tls: urlTls } = parseLogbusUrl(options.url ?? `logbus://${DEFAULTS.brokerHost}:${DEFAULTS.brokerPort}`);
@@ -191,6 +192,8 @@ export class WireConnection implements BusConnection {
     this.port = port;
     this.tls = tuning.tls ?? urlTls;
     this.token = options.token;
+    // Sent at HELLO so that `topics` means the same on logbus:// as embedded.
+    this.topicsJson = options.topics && Object.keys(options.topics).length > 0 ? JSON.stringify(options.topics) : undefined;
     this.outageWaitMs = tuning.outageWaitMs ?? Math.min(options.rpcTimeoutMs ?? DEFAULTS.rpcTimeoutMs, 5000);
     this.reconnectBaseMs = tuning.reconnectBaseMs ?? 100;
     this.reconnectMaxMs = tuning.reconnectMaxMs ?? 5000;
@@ -289,7 +292,7 @@ export class WireConnection implements BusConnection {
     socket.on('close', () => this.onSocketClosed(socket));
 
     const hello = dec.helloOk(
-      (await this.rawCall(id => enc.hello(id, { token: this.token, client: this.tuning.clientName ?? `node/${process.pid}` }))).body,
+      (await this.rawCall(id => enc.hello(id, { token: this.token, client: this.tuning.clientName ?? `node/${process.pid}`, topics: this.topicsJson }))).body,
     );
     this.maxFrameBytes = hello.maxFrameBytes;
     this.heartbeatMs = this.tuning.heartbeatMs ?? hello.heartbeatMs;

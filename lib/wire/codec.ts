@@ -204,6 +204,8 @@ export class Reader {
 export interface HelloBody {
   token: string | undefined;
   client: string;
+  /** The client's `topics` option as JSON: merged into the broker's config, as a second embedded client's would be. Optional trailing field. */
+  topics?: string;
 }
 export interface HelloOkBody {
   broker: string;
@@ -298,7 +300,9 @@ export const brokerName = BROKER_NAME;
 
 export const enc = {
   hello(requestId: number, b: HelloBody): Buffer {
-    return new Writer(64).optStr(b.token).str(b.client).frame(FrameType.HELLO, requestId);
+    const w = new Writer(64).optStr(b.token).str(b.client);
+    if (b.topics !== undefined) w.optStr(b.topics);
+    return w.frame(FrameType.HELLO, requestId);
   },
   helloOk(requestId: number, b: HelloOkBody): Buffer {
     return new Writer(64).str(b.broker).u32(b.heartbeatMs).u32(b.maxFrameBytes).u32(b.maxPending).frame(FrameType.HELLO_OK, requestId);
@@ -464,7 +468,8 @@ export function errorBodyOf(err: unknown): ErrorBody {
 export const dec = {
   hello(body: Buffer): HelloBody {
     const r = new Reader(body);
-    const b = { token: r.optStr('token'), client: r.str('client name') };
+    const b: HelloBody = { token: r.optStr('token'), client: r.str('client name') };
+    if (r.remaining > 0) b.topics = r.optStr('topics');
     r.end('HELLO');
     return b;
   },

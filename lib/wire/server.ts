@@ -15,7 +15,8 @@ import net, { type Server as NetServer, type Socket } from 'node:net';
 import tls from 'node:tls';
 import type { BusConnection, Consumer, Delivery, RpcCall, RpcIncoming, Subscription } from '../connection/types.js';
 import { isLogBusError, LogBusError } from '../errors.js';
-import { DEFAULTS, MiB } from '../options.js';
+import { DEFAULTS, MiB, resolveOptions, type TopicConfig } from '../options.js';
+import type { InProcessConnection } from '../connection/in-process.js';
 import { brokerName, DeliverBatch, dec, enc, encodeMessagePart, TARGET_CONSUMER, TARGET_SUBSCRIPTION } from './codec.js';
 import { DEFAULT_MAX_FRAME_BYTES, type Frame, FrameDecoder, FrameType, frameTypeName, MAX_FRAME_BEFORE_HELLO, MAX_FRAME_FROM_BROKER } from './frame.js';
 import { Outbox } from './outbox.js';
@@ -474,7 +475,19 @@ class ServerConnection {
       this.close(`unauthorized client ${JSON.stringify(hello.client.slice(0, 60))}: ${why}`, true, true);
       return;
     }
+    let topics: Record<string, TopicConfig> | undefined;
+    if (hello.topics !== undefined) {
+      try {
+        topics = parseClientTopics(hello.topics);
+      } catch (e) {
+        const err = e instanceof LogBusError ? e : new LogBusError('INVALID_OPTION', `topics: ${(e as Error).message}`);
+        this.outbox.send(enc.error(f.requestId, err.code, err.message));
+        this.close(`client ${JSON.stringify(hello.client.slice(0, 60))} sent bad topics: ${err.message}`, true, true);
+        return;
+      }
+    }
     this.session = this.openSession();
+    if (topics) (this.session as Partial<InProcessConnection>).brokerInstance?.addTopicConfigs(topics);
     this.authed = true;
     this.decoder.maxFrameBytes = this.opts.maxFrameBytes;
     this.outbox.send(
@@ -592,3 +605,14 @@ class ServerConnection {
   }
 }
 
+
+/** A client's `topics` option from HELLO: JSON, checked like the option itself (INVALID_OPTION naming the key). */
+function parseClientTopics(json: string): Record<string, TopicConfig> {
+  let topics: unknown;
+  try {
+    topics = JSON.parse(json);
+  } catch {
+    throw new LogBusError('INVALID_OPTION', "option 'topics' sent by the client is not valid JSON");
+  }
+  return resolveOptions({ topics: topics as Record<string, TopicConfig> }).topics;
+}

@@ -7,7 +7,7 @@ import type { Delivery } from '../../lib/connection/types.js';
 import { isLogBusError, LogBusError } from '../../lib/errors.js';
 import { FrameType, HEADER_BYTES } from '../../lib/wire/frame.js';
 import { LogBroker } from '../../lib/wire/log-broker.js';
-import { parseLogbusUrl, type WireConnection } from '../../lib/wire/client.js';
+import { parseLogbusUrl, WireConnection } from '../../lib/wire/client.js';
 import { TEST_CERT, TEST_KEY } from './fixtures/tls-cert.js';
 import { client, collectingLogger, consumeSpec, json, quietBrokerLogger, tempDir, waitFor } from './helpers.js';
 
@@ -55,6 +55,36 @@ test('produce, read, topics and groups work over the wire, offsets contiguous fr
   const topics = await c.topics();
   expect(topics.find(t => t.name === 'orders')).toMatchObject({ durable: true, earliestOffset: 0, nextOffset: 3 });
   expect(await c.groups('orders')).toEqual([]);
+});
+
+test("a client's `topics` option applies over the wire as it does embedded", async () => {
+  const c = new WireConnection(
+    {
+      url: `logbus://127.0.0.1:${port}`,
+      token: undefined,
+      rpcTimeoutMs: 30_000,
+      topics: { 'live.*': { durable: false }, 'small.*': { maxMessageBytes: 1024 } },
+    },
+    { logger: collectingLogger() },
+  );
+  open.push(c);
+  await c.connect();
+  expect(await c.produce('live.x', [{ value: json(1) }])).toEqual([{ topic: 'live.x', offset: undefined }]);
+  await expect(c.produce('small.x', [{ value: Buffer.alloc(2000) }])).rejects.toMatchObject({ code: 'MESSAGE_TOO_LARGE' });
+  const names = (await c.topics()).map(t => [t.name, t.durable]);
+  expect(names).toContainEqual(['live.x', false]);
+  expect(names.find(([n]) => n === 'small.x')).toBeUndefined();
+});
+
+test('topics that are not valid config are refused at HELLO with INVALID_OPTION, and the broker goes on', async () => {
+  const bad = new WireConnection(
+    { url: `logbus://127.0.0.1:${port}`, token: undefined, rpcTimeoutMs: 30_000, topics: { 'a..b': { durable: false } } },
+    { logger: collectingLogger() },
+  );
+  open.push(bad);
+  await expect(bad.connect()).rejects.toMatchObject({ code: 'INVALID_OPTION' });
+  const good = await connected();
+  expect(await good.produce('after', [{ value: json(1) }])).toEqual([{ topic: 'after', offset: 0 }]);
 });
 
 test('broker errors keep their code across the wire and store nothing', async () => {

@@ -314,6 +314,6 @@ async function checkServer(main: RedisClient, clusterUrl: boolean): Promise<void
   }
 }
 
-export function createRedisConnection(options: ResolvedOptions): BusConnection {
-  return new RedisConnection(options);
+export function createRedisConnection(options: ResolvedOptions, logger?: DriverLogger): BusConnection {
+  return new RedisConnection(options, logger);
 }
