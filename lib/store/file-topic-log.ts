@@ -20,6 +20,16 @@ export const MAX_READ_RECORDS = 100_000;
 /** Index entries written together (one write per ~256 KiB of log, not one per flush). */
 const INDEX_PERSIST_BATCH = 64;
 const MAX_READ_WINDOW = 8 * 1024 * 1024;
+/**
+ * Preallocation (fsync 'always'): zeros are kept written and synced ahead of
+ * the active segment's end, up to as many bytes as it holds, between these
+ * bounds (an idle topic stays small; at most ~PREALLOC_MAX of zeros per topic),
+ * and never past segmentBytes. fdatasync after a write that grows the file
+ * must also commit the new size (a journal commit), which costs several times
+ * a data-only sync: with the space already there, a commit syncs data only.
+ */
+const PREALLOC_MIN = 64 * 1024;
+const PREALLOC_MAX = 4 * 1024 * 1024;
 
 /** Batches encoded contiguously in one slab, all for one segment: one write. */
 interface Chunk {
@@ -285,6 +295,8 @@ export class FileTopicLog implements TopicLog {
         for (const c of chunks) this.addToCache(c);
         if (chunks.length) this.visibleNext = chunks[chunks.length - 1].endOffset;
         g?.resolve();
+        // After the ack, between commits: appends meanwhile go into the next one.
+        if (this.o.fsync === 'always') await this.preallocate();
       }
     } finally {
       this.flushing = false;
@@ -308,6 +320,7 @@ export class FileTopicLog implements TopicLog {
       }
       await writeFully(io, seg.fd, c.buf, c.start, c.end - c.start, c.segPos);
       seg.written = c.segPos + (c.end - c.start);
+      if (seg.written > seg.allocated) seg.allocated = seg.written;
       this.dirty = true;
       // With fsync 'never' nothing is ordered anyway; otherwise entries wait for the sync below.
       if (this.o.fsync === 'never') await this.persistIndex(seg);
@@ -331,6 +344,46 @@ export class FileTopicLog implements TopicLog {
       // loss can still take (recovery trusts entries and scans from the last one).
       for (const seg of synced) if (seg.fd >= 0) await this.persistIndex(seg);
     }
+  }
+
+  /**
+   * Keeps zero-filled, synced space ahead of the active segment's logical end
+   * (see PREALLOC_MAX). Only ever touches bytes past `written`, which hold no
+   * data, and runs in the flush loop, so no write to the file is in flight.
+   * The zeros are synced at once: a later commit must not have to persist the
+   * size change. Recovery cuts them as a tail after the last whole batch.
+   * A failure is not the log's: it is logged and the segment grows by its
+   * appends alone (a full disk then fails the next append's own write).
+   */
+  private async preallocate(): Promise<void> {
+    const io = this.o.io;
+    const seg = this.active();
+    // Not while closing: close would only cut it again.
+    if (!io.allocate || seg.fd < 0 || seg.sealed || seg.noPrealloc || this.failed || this.closing) return;
+    const ahead = Math.min(PREALLOC_MAX, Math.max(PREALLOC_MIN, seg.written));
+    if (seg.allocated - seg.written >= ahead / 2) return;
+    const from = Math.max(seg.allocated, seg.written);
+    const to = Math.min(this.config.segmentBytes, seg.written + ahead);
+    if (to <= from) return;
+    try {
+      await io.allocate(seg.fd, from, to - from);
+      await io.fdatasync(seg.fd);
+      seg.allocated = to;
+    } catch (e) {
+      seg.noPrealloc = true;
+      // Part of it may be there: `allocated` past `written` makes finalize and close cut it.
+      seg.allocated = to;
+      this.o.logger.warn(
+        `logbus store: ${seg.logPath}: preallocating ${to - from} bytes failed (${(e as Error).message}); the segment grows by its appends alone`,
+      );
+    }
+  }
+
+  /** Cuts preallocated zeros so the file ends at the segment's logical end (before the sync that makes it durable). */
+  private async trimPreallocated(seg: Segment): Promise<void> {
+    if (seg.allocated <= seg.written) return;
+    await this.o.io.ftruncate(seg.fd, seg.written);
+    seg.allocated = seg.written;
   }
 
   /** Finalizes sealed segments whose last chunk is written. */
@@ -364,7 +417,9 @@ export class FileTopicLog implements TopicLog {
   /** A sealed segment gets its end entry, is synced (unless fsync 'never') and closed. */
   private async finalize(seg: Segment): Promise<void> {
     const io = this.o.io;
-    // Log bytes first, then the end entry that vouches for them (see writeChunks).
+    // Log bytes and the file's final size first, then the end entry that vouches
+    // for them (see writeChunks): open() trusts a sealed segment whose end entry matches its size.
+    await this.trimPreallocated(seg);
     if (this.o.fsync !== 'never') await io.fdatasync(seg.fd);
     await this.writeEndEntry(seg);
     if (this.o.fsync !== 'never') await io.fdatasync(seg.indexFd);
@@ -558,6 +613,7 @@ export class FileTopicLog implements TopicLog {
         let buf = Buffer.allocUnsafe(Math.min(window, Math.max(end - pos, BATCH_HEADER)));
         while (pos < end && !full) {
           const n = await readFully(io, fd, buf, 0, Math.min(buf.length, end - pos), pos);
+          const decodedBefore = out.length;
           let p = 0;
           for (;;) {
             const c = checkBatch(buf, p, n, expect);
@@ -589,6 +645,8 @@ export class FileTopicLog implements TopicLog {
             if (p >= n) break;
           }
           pos += p;
+          // Returned values are views into buf: the next window needs a buffer of its own.
+          if (out.length > decodedBefore && !full) buf = Buffer.allocUnsafe(buf.length);
         }
       } finally {
         await io.close(fd);
@@ -705,6 +763,7 @@ export class FileTopicLog implements TopicLog {
     const seg = this.active();
     try {
       if (!this.failed && seg.fd >= 0 && seg.indexFd >= 0) {
+        await this.trimPreallocated(seg);
         await this.o.io.fdatasync(seg.fd);
         await this.writeEndEntry(seg);
         await this.o.io.fdatasync(seg.indexFd);

@@ -9,6 +9,10 @@
  *                                 batches with a CRC-32 over length + content (batch-format.ts)
  *   topics/<topic>/<base>.index   sparse offset + time index, derived, rebuilt when
  *                                 damaged (segment-index.ts)
+ *   With fsync 'always' the active segment's file runs ahead of its last batch
+ *   with synced zeros (preallocated, so a commit's fdatasync need not persist a
+ *   new file size); the file is cut to its last batch when the segment is
+ *   sealed, on clean close, and by recovery after a crash.
  *
  * Recovery and damage policy (file-topic-log.ts): a torn tail of the active
  * segment is cut at the last whole batch; damage in a sealed segment is logged

@@ -16,6 +16,14 @@ export interface StoreIO {
   read(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
   fdatasync(fd: number): Promise<void>;
   ftruncate(fd: number, length: number): Promise<void>;
+  /**
+   * Makes bytes [position, position+length) real zero-filled blocks (not a
+   * sparse hole, as ftruncate would), growing the file if needed; the range
+   * must hold no data. Used to preallocate a segment ahead of its appends so
+   * that a commit's fdatasync writes data only, not a new file size. Optional:
+   * without it the store does not preallocate.
+   */
+  allocate?(fd: number, position: number, length: number): Promise<void>;
   fsize(fd: number): Promise<number>;
   /** Size of a file, or -1 if it does not exist. */
   size(path: string): Promise<number>;
@@ -32,6 +40,9 @@ export interface StoreIO {
 
 const p = fs.promises;
 
+/** Source of zeros for allocate(); never written to. */
+const ZEROS = Buffer.alloc(1024 * 1024);
+
 function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, v?: T) => void) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))));
 }
@@ -44,6 +55,14 @@ export const nodeIO: StoreIO = {
   read: (fd, buf, offset, length, position) => cb<number>(d => fs.read(fd, buf, offset, length, position, d)),
   fdatasync: fd => cb<void>(d => fs.fdatasync(fd, d)),
   ftruncate: (fd, length) => cb<void>(d => fs.ftruncate(fd, length, d)),
+  // Node has no fallocate(); writing zeros is what makes the blocks real (allocated and written).
+  allocate: async (fd, position, length) => {
+    for (let at = position, end = position + length; at < end; ) {
+      const n = Math.min(ZEROS.length, end - at);
+      await writeFully(nodeIO, fd, ZEROS, 0, n, at);
+      at += n;
+    }
+  },
   fsize: fd => cb<fs.Stats>(d => fs.fstat(fd, d)).then(s => s.size),
   size: path =>
     p.stat(path).then(

@@ -31,8 +31,16 @@ export interface Segment {
   indexPath: string;
   /** Logical size: includes batches appended but not yet written. */
   size: number;
-  /** Bytes written to the OS. */
+  /** Bytes written to the OS: the logical end on disk. Reads, index entries and recovery stop here. */
   written: number;
+  /**
+   * Length of the file: >= written while zeros are preallocated after the
+   * logical end (fsync 'always'); cut back to `written` when the segment is
+   * sealed and on clean close, so a closed segment's file size is its end.
+   */
+  allocated: number;
+  /** Preallocation failed for this segment (e.g. ENOSPC): it grows by its appends alone. */
+  noPrealloc: boolean;
   /** Offset after the segment's last record (logical). */
   next: number;
   /** Newest record timestamp (logical); -Infinity when empty. */
@@ -58,6 +66,8 @@ export function newSegment(dir: string, base: number): Segment {
     indexPath: join(dir, `${segName(base)}.index`),
     size: 0,
     written: 0,
+    allocated: 0,
+    noPrealloc: false,
     next: base,
     maxTs: -Infinity,
     index: null,
@@ -73,7 +83,7 @@ export function newSegment(dir: string, base: number): Segment {
 /** A sealed segment is trusted from its index's end entry alone; otherwise it is rescanned. */
 export async function openSealed(o: SegmentIO, seg: Segment): Promise<void> {
   const io = o.io;
-  seg.size = seg.written = await io.size(seg.logPath);
+  seg.size = seg.written = seg.allocated = await io.size(seg.logPath);
   const idxSize = await io.size(seg.indexPath);
   if (idxSize >= INDEX_ENTRY) {
     const fd = await io.open(seg.indexPath, 'r');
@@ -111,7 +121,7 @@ export async function rebuildSealed(o: SegmentIO, seg: Segment): Promise<{ index
         await io.ftruncate(fd, r.pos);
         if (o.fsync !== 'never') await io.fdatasync(fd);
         cut = seg.size - r.pos;
-        seg.size = seg.written = r.pos;
+        seg.size = seg.written = seg.allocated = r.pos;
       }
       index.push(seg.next - seg.base, seg.size, seg.maxTs);
       await writeWholeIndex(o, seg, index, false);
@@ -157,13 +167,16 @@ export async function recoverActive(o: SegmentIO, seg: Segment): Promise<void> {
     break;
   }
   if (r.pos < size) {
-    o.logger.warn(
-      `logbus store: ${seg.logPath}: cut a torn tail of ${size - r.pos} bytes at byte ${r.pos} (last whole batch ends at offset ${r.next})`,
-    );
+    // Zeros only: space preallocated ahead of the appends (file-topic-log.ts), no data lost.
+    if (!(await isZeros(io, seg.fd, r.pos, size))) {
+      o.logger.warn(
+        `logbus store: ${seg.logPath}: cut a torn tail of ${size - r.pos} bytes at byte ${r.pos} (last whole batch ends at offset ${r.next})`,
+      );
+    }
     await io.ftruncate(seg.fd, r.pos);
     if (o.fsync !== 'never') await io.fdatasync(seg.fd);
   }
-  seg.size = seg.written = r.pos;
+  seg.size = seg.written = seg.allocated = r.pos;
   seg.next = r.next;
   seg.maxTs = r.maxTs;
   const changed = !parsed.clean || index.length !== parsedLength || r.pos < size;
@@ -174,6 +187,22 @@ export async function recoverActive(o: SegmentIO, seg: Segment): Promise<void> {
   }
   seg.index = index;
   seg.persisted = index.length;
+}
+
+/** Preallocated space is at most a few MiB; a longer tail is not taken for it. */
+const MAX_ZERO_CHECK = 16 * 1024 * 1024;
+
+/** Whether bytes [from, to) of the file are all zero (a bounded read). */
+async function isZeros(io: StoreIO, fd: number, from: number, to: number): Promise<boolean> {
+  if (to - from > MAX_ZERO_CHECK) return false;
+  const buf = Buffer.allocUnsafe(Math.min(SCAN_WINDOW, to - from));
+  for (let pos = from; pos < to; ) {
+    const n = await readFully(io, fd, buf, 0, Math.min(buf.length, to - pos), pos);
+    if (n === 0) return false;
+    for (let i = 0; i < n; i++) if (buf[i] !== 0) return false;
+    pos += n;
+  }
+  return true;
 }
 
 /**

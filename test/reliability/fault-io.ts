@@ -66,6 +66,11 @@ export class FaultIO implements StoreIO {
     this.check('rename', to);
     return nodeIO.rename(from, to);
   }
+  /** Preallocation writes zeros: it fails as a write would (a full disk is full for it too). */
+  async allocate(fd: number, position: number, length: number): Promise<void> {
+    this.check('write', this.paths.get(fd));
+    return nodeIO.allocate!(fd, position, length);
+  }
   read = nodeIO.read;
   ftruncate = nodeIO.ftruncate;
   fsize = nodeIO.fsize;

@@ -50,18 +50,29 @@ interface TopicModel {
   cutoff: number;
 }
 
-function config(rng: () => number): TopicLogConfig {
+/**
+ * Small rounds roll segments every few appends; big rounds (seeds 4, 12, 20, …)
+ * grow one segment past 64 index entries so entries are written mid-segment.
+ */
+function config(rng: () => number, big: boolean): TopicLogConfig {
   return {
-    segmentBytes: 200 + Math.floor(rng() * 800),
+    segmentBytes: big ? 4 << 20 : 200 + Math.floor(rng() * 800),
     maxMessageBytes: 1 << 20,
     retention: { maxAgeMs: MAX_AGE, maxBytes: Number.MAX_SAFE_INTEGER },
   };
 }
 
-function randomRecord(rng: () => number, tag: string): AppendRecord {
-  const len = Math.floor(rng() * rng() * 300);
+function randomRecord(rng: () => number, tag: string, big: boolean): AppendRecord {
+  const len = Math.floor(rng() * rng() * (big ? 8000 : 300));
+  // Distinct bytes per record from one random seed (cheaper than one rng() per byte).
   const value = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) value[i] = Math.floor(rng() * 256);
+  let x = Math.floor(rng() * 0xffffffff) | 1;
+  for (let i = 0; i < len; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    value[i] = x & 0xff;
+  }
   const r = rng();
   return {
     key: r < 0.3 ? undefined : `k${Math.floor(rng() * 5)}`,
@@ -82,6 +93,7 @@ const yieldSome = async (n: number) => {
 /** Runs one seeded round of `cycles` power cycles in `dataDir` (a real, empty directory: only LOCK lives there for real). */
 export async function powerLossRound(seed: number, dataDir: string, cycles: number, fsync: 'always' | 'interval' = 'always'): Promise<RoundStats> {
   const rng = prng(seed);
+  const big = seed % 8 === 4;
   const disk = new SimDisk(rng);
   disk.mkdirDurable(dataDir);
   const stats: RoundStats = { cycles: 0, losses: 0, lossesInOpen: 0, appendsAcked: 0, recordsChecked: 0, retentionDeletes: 0, commitsAcked: 0, warnings: 0 };
@@ -126,7 +138,7 @@ export async function powerLossRound(seed: number, dataDir: string, cycles: numb
           const want = m.expected.get(r.offset);
           if (!want) fail(`${t}: record at ${r.offset} was never appended`);
           if (!r.value.equals(want!.value) || r.key !== want!.key || r.timestamp !== want!.ts || JSON.stringify(r.headers) !== JSON.stringify(want!.headers ?? {})) {
-            fail(`${t}: record at ${r.offset} differs from what was appended`);
+            fail(`${t}: record at ${r.offset} differs from what was appended: got ${r.value.length}B key ${r.key} ts ${r.timestamp} ${JSON.stringify(r.headers)}, want ${want!.value.length}B key ${want!.key} ts ${want!.ts} ${JSON.stringify(want!.headers)} equal=${r.value.equals(want!.value)}`);
           }
           stats.recordsChecked++;
           from++;
@@ -157,7 +169,7 @@ export async function powerLossRound(seed: number, dataDir: string, cycles: numb
     const logs = new Map<string, FileTopicLog>();
     try {
       store = await FileStore.open({ dataDir, fsync, io, logger, fsyncIntervalMs: 1, cacheBytes: rng() < 0.5 ? 0 : 4096 });
-      for (const t of TOPICS) logs.set(t, (await store.openTopic(t, config(rng))) as FileTopicLog);
+      for (const t of TOPICS) logs.set(t, (await store.openTopic(t, config(rng, big))) as FileTopicLog);
     } catch (e) {
       if (!lost) throw e;
     }
@@ -196,7 +208,7 @@ export async function powerLossRound(seed: number, dataDir: string, cycles: numb
       const log = logs.get(t)!;
       try {
         if (r < 0.7) {
-          const recs = Array.from({ length: 1 + Math.floor(rng() * rng() * 6) }, () => randomRecord(rng, t));
+          const recs = Array.from({ length: 1 + Math.floor(rng() * rng() * 6) }, () => randomRecord(rng, t, big));
           const res = log.append(recs, clock);
           recs.forEach((rec, i) => m.expected.set(res.baseOffset + i, { ...rec, ts: clock }));
           const offsets = recs.map((_, i) => res.baseOffset + i);

@@ -240,6 +240,11 @@ export class SimIO implements StoreIO {
     return length;
   }
 
+  /** Zeros written like any write: pending (droppable, tearable) until fdatasync. */
+  async allocate(fd: number, position: number, length: number): Promise<void> {
+    await this.write(fd, Buffer.alloc(length), 0, length, position);
+  }
+
   async read(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     const f = this.file(fd, 'read');
     const n = Math.max(0, Math.min(length, f.node.size - position));

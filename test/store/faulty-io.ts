@@ -52,6 +52,8 @@ export class FaultyIO implements StoreIO {
     return nodeIO.fdatasync(fd);
   }
   ftruncate = nodeIO.ftruncate;
+  /** Preallocation is not a segment write here: the counts above are of data writes. */
+  allocate = nodeIO.allocate;
   fsize = nodeIO.fsize;
   size = nodeIO.size;
   async readFile(path: string): Promise<Buffer> {
