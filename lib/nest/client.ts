@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { ClientProxy, RpcException, type ReadPacket, type WritePacket } from '@nestjs/microservices';
+import { Observable, Subject } from 'rxjs';
 import { createConnection } from '../connection/factory.js';
 import type {
   BusConnection,
@@ -15,8 +16,9 @@ import type {
 import { LogBusError } from '../errors.js';
 import { LIMITS, positiveInt, resolveOptions, resolveTopicConfig, type LogBusOptions, type ResolvedOptions, type TopicConfig } from '../options.js';
 import { validateTopicName } from '../topic.js';
-import { PayloadCodec, ReplyTag } from './codec.js';
+import { encodeJson, PayloadCodec, ReplyTag } from './codec.js';
 import { validateName } from './consume-options.js';
+import { RpcDeadlines, type RpcDeadline } from './rpc-deadlines.js';
 
 export interface ProduceOptions {
   key?: string;
@@ -44,7 +46,17 @@ export interface Message<T = unknown> {
 
 export type LogBusClientEvents = Record<ConnectionStatus, () => void>;
 
+interface PendingEmit {
+  message: OutgoingMessage;
+  resolve(result: ProduceResult): void;
+  reject(err: unknown): void;
+}
+
 const DEFAULT_READ_MAX = 100;
+/** Emits coalesced into one produce at most (the broker's own coalescing bounds). */
+const EMIT_BATCH_MESSAGES = 1000;
+const EMIT_BATCH_BYTES = 1024 * 1024;
+const EMPTY = Buffer.alloc(0);
 const MAX_KEY_CHARS = 1024;
 /** RPCs waiting for replies on one client; past it send() fails at once instead of growing without bound. */
 const MAX_PENDING_RPCS = 100_000;
@@ -84,7 +96,11 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
   private readonly publishing = new Set<Promise<unknown>>();
   /** cancels for RPCs in flight, so close() can end them */
   private readonly pending = new Set<(err: Error) => void>();
+  /** their timeouts, under one timer */
+  private readonly deadlines = new RpcDeadlines();
   private readonly listeners: Array<[ConnectionStatus, () => void]> = [];
+  /** emits of this tick, per topic, not yet handed to the connection */
+  private emitBatch: Map<string, PendingEmit[]> | undefined;
 
   constructor(private readonly options: LogBusOptions = {}) {
     super();
@@ -155,18 +171,22 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
     if (messages.length > LIMITS.maxBatchMessages) {
       throw new LogBusError('INVALID_ARGUMENT', `produceBatch: ${messages.length} messages; at most ${LIMITS.maxBatchMessages} per batch`);
     }
-    const extras = messages.map((m, i) => {
+    // every message is checked before anything is encoded or sent; value is filled in below
+    const out: OutgoingMessage[] = new Array(messages.length);
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i];
       if (m === null || typeof m !== 'object') throw new LogBusError('INVALID_ARGUMENT', `produceBatch: messages[${i}] must be { data, key?, headers? }`);
-      return checkProduceOptions({ key: m.key, headers: m.headers }, `produceBatch: messages[${i}]`);
-    });
+      out[i] =
+        m.key === undefined && m.headers === undefined
+          ? { value: EMPTY }
+          : { value: EMPTY, ...checkProduceOptions({ key: m.key, headers: m.headers }, `produceBatch: messages[${i}]`) };
+    }
     const connection = await this.connect();
     if (messages.length === 0) return [];
     const place = { topic };
-    const values = messages.map(m => this.codec.encodeNow(m.data, place));
-    const out: OutgoingMessage[] = [];
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      out.push({ value: v instanceof Promise ? await v : v, ...extras[i] });
+    for (let i = 0; i < out.length; i++) {
+      const v = this.codec.encodeNow(messages[i].data, place);
+      out[i].value = v instanceof Promise ? await v : v;
     }
     return connection.produce(topic, out);
   }
@@ -237,9 +257,124 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
     return connection;
   }
 
-  /** emit(): resolves once the broker has taken the message (durably on durable topics). */
+  /**
+   * Nest's send() waits for connect() (an async function) and then publishes
+   * through mergeMap, on every call. Once connected this publishes straight
+   * from the subscription: still cold (each subscription is one request,
+   * unsubscribing cancels it), through Nest's createObserver and publish().
+   */
+  override send<TResult = unknown, TInput = unknown>(pattern: unknown, data: TInput): Observable<TResult> {
+    if (this.connection === undefined || this.closed || pattern === null || pattern === undefined || data === null || data === undefined) {
+      return super.send<TResult, TInput>(pattern, data);
+    }
+    return new Observable<TResult>(observer => {
+      if (this.connection === undefined || this.closed) return super.send<TResult, TInput>(pattern, data).subscribe(observer);
+      return this.publish(this.createPacket(pattern, data), this.createObserver(observer));
+    });
+  }
+
+  /**
+   * Nest's emit() runs connect() and then dispatchEvent() through defer,
+   * mergeMap and a connectable Subject, for every event. Once connected this
+   * does the same with one Subject: the publish starts at once (hot, as
+   * Nest's), subscribers get the result and completion, a late subscriber
+   * gets what a late subscriber of Nest's stream gets (the error, or just
+   * completion).
+   */
+  override emit<TResult = ProduceResult, TInput = unknown>(pattern: unknown, data: TInput): Observable<TResult> {
+    if (this.connection === undefined || this.closed || pattern === null || pattern === undefined || data === null || data === undefined) {
+      return super.emit<TResult, TInput>(pattern, data);
+    }
+    const result = new Subject<TResult>();
+    let published: Promise<TResult>;
+    try {
+      published = this.dispatchEvent<TResult>(this.createPacket(pattern, data));
+    } catch (e) {
+      published = Promise.reject(e);
+    }
+    published.then(
+      r => {
+        result.next(r);
+        result.complete();
+      },
+      (e: unknown) => result.error(e),
+    );
+    return result;
+  }
+
+  /**
+   * emit(): resolves once the broker has taken the message (durably on
+   * durable topics). Emits of one tick to one topic go out as one produce
+   * (one batch, one frame on the wire); each gets its own result.
+   */
   protected dispatchEvent<T = ProduceResult>(packet: ReadPacket): Promise<T> {
-    return this.track(this.publishEvent(packet)) as Promise<T>;
+    if (!this.connection || this.closed || this.codec.hasSerializer) return this.track(this.publishEvent(packet)) as Promise<T>;
+    try {
+      const topic = this.normalizePattern(packet.pattern);
+      validateTopicName(topic);
+      const message: OutgoingMessage = { value: encodeJson(packet.data) };
+      // Nest 12 packet metadata (setOnDispatchHook) travels as message headers
+      if (packet.metadata && Object.keys(packet.metadata).length > 0) message.headers = { ...packet.metadata };
+      return new Promise<T>((resolve, reject) => this.queueEmit(topic, { message, resolve: resolve as (r: ProduceResult) => void, reject }));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private queueEmit(topic: string, emit: PendingEmit): void {
+    let batch = this.emitBatch;
+    if (!batch) {
+      batch = this.emitBatch = new Map();
+      // tracked at once: close() in this same tick still flushes these emits
+      this.track(Promise.resolve().then(() => this.flushEmits()));
+    }
+    const list = batch.get(topic);
+    if (list) list.push(emit);
+    else batch.set(topic, [emit]);
+  }
+
+  private flushEmits(): Promise<unknown> {
+    const batch = this.emitBatch;
+    this.emitBatch = undefined;
+    const sends: Promise<void>[] = [];
+    if (!batch) return Promise.resolve();
+    for (const [topic, list] of batch) {
+      // bounded batches, like the broker's own coalescing
+      let start = 0;
+      let bytes = 0;
+      for (let i = 0; i < list.length; i++) {
+        bytes += list[i].message.value.length;
+        if (i + 1 === list.length || i + 1 - start >= EMIT_BATCH_MESSAGES || bytes >= EMIT_BATCH_BYTES) {
+          sends.push(this.sendEmits(topic, start === 0 && i + 1 === list.length ? list : list.slice(start, i + 1)));
+          start = i + 1;
+          bytes = 0;
+        }
+      }
+    }
+    return Promise.all(sends);
+  }
+
+  /** One produce for these emits; if it is refused for a message's content, each is tried alone so only the bad one fails. */
+  private sendEmits(topic: string, list: PendingEmit[]): Promise<void> {
+    const connection = this.connection;
+    if (!connection) {
+      for (const e of list) e.reject(closedError());
+      return Promise.resolve();
+    }
+    const messages: OutgoingMessage[] = new Array(list.length);
+    for (let i = 0; i < list.length; i++) messages[i] = list[i].message;
+    return connection.produce(topic, messages).then(
+      results => {
+        for (let i = 0; i < list.length; i++) list[i].resolve(results[i]);
+      },
+      (err: unknown) => {
+        if (list.length > 1 && err instanceof LogBusError && (err.code === 'MESSAGE_TOO_LARGE' || err.code === 'INVALID_ARGUMENT')) {
+          // the batch was refused whole (nothing stored), so trying each alone cannot duplicate
+          return Promise.all(list.map(e => this.sendEmits(topic, [e]))).then(() => undefined);
+        }
+        for (const e of list) e.reject(err);
+      },
+    );
   }
 
   private async publishEvent(packet: ReadPacket): Promise<ProduceResult> {
@@ -258,10 +393,10 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
     const pattern = this.normalizePattern(packet.pattern);
     let call: RpcCall | undefined;
     let finished = false;
-    let timer: NodeJS.Timeout | undefined;
+    let deadline: RpcDeadline | undefined;
     const finish = () => {
       finished = true;
-      clearTimeout(timer);
+      if (deadline) this.deadlines.cancel(deadline);
       this.pending.delete(fail);
     };
     const fail = (err: Error) => {
@@ -290,7 +425,7 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
     }
     this.pending.add(fail);
     const timeoutMs = this.resolved?.rpcTimeoutMs ?? 30_000;
-    timer = setTimeout(() => fail(new LogBusError('TIMEOUT', `no reply to '${pattern}' within ${timeoutMs} ms`)), timeoutMs);
+    deadline = this.deadlines.add(timeoutMs, () => fail(new LogBusError('TIMEOUT', `no reply to '${pattern}' within ${timeoutMs} ms`)));
     const connection = this.connection;
     if (!connection) {
       fail(closedError());

@@ -18,6 +18,10 @@ export class PayloadCodec {
     private readonly deserializer?: Deserializer,
   ) {}
 
+  get hasSerializer(): boolean {
+    return this.serializer !== undefined;
+  }
+
   /** Sync when there is no user serializer (the hot path); a Promise otherwise. */
   encodeNow(data: unknown, place: PayloadPlace): Buffer | Promise<Buffer> {
     return this.serializer ? this.encode(data, place) : encodeJson(data);
@@ -30,6 +34,12 @@ export class PayloadCodec {
     if (out instanceof Uint8Array) return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
     if (typeof out === 'string') return Buffer.from(out);
     return encodeJson(out);
+  }
+
+  /** decode() without a place object per message when there is no user deserializer (the hot path). */
+  decodeFrom(bytes: Buffer, topic: string): unknown {
+    if (!this.deserializer) return decodeJson(bytes);
+    return this.deserializer.deserialize(bytes, { topic });
   }
 
   /** Sync when there is no user deserializer (the hot path). */

@@ -1,41 +1,32 @@
 /**
- * One message being handled, tracked by the server until it is settled.
+ * The error a @Consume method itself threw, kept for the nack and the
+ * dead-letter headers (Nest's exception filter turns an unknown error into
+ * 'Internal server error' before the server sees it).
  *
- * No AsyncLocalStorage here on purpose: on Node 20 it turns on promise hooks
- * for every promise in the process, which halved handler throughput.
+ * Keyed by what Nest passed the method (the LogBusContext when it takes
+ * `@Ctx()`, the decoded payload object) and written only when the method
+ * fails, so a message that succeeds costs nothing here. No
+ * AsyncLocalStorage on purpose: on Node 20 it turns on promise hooks for
+ * every promise in the process, which halved handler throughput.
  */
-export interface HandlerRun {
-  /** the first error the decorated method itself threw */
-  error?: unknown;
-  failed: boolean;
-}
+const ownErrors = new WeakMap<object, { error: unknown }>();
 
-/**
- * The run of each message, found from what Nest passes to the method: the
- * LogBusContext (when the method takes `@Ctx()`) or the decoded payload object.
- * Lets @Consume keep the handler's own error for the nack and the
- * dead-letter headers, before Nest's exception filter turns an unknown
- * error into 'Internal server error'.
- */
-const runs = new WeakMap<object, HandlerRun>();
-/** on our own LogBusContext a plain (hidden) property is much cheaper than a WeakMap entry */
-const RUN = Symbol('logbus.run');
-
-export function bindRun(key: unknown, run: HandlerRun, own = false): void {
-  if (own) (key as { [RUN]?: HandlerRun })[RUN] = run;
-  else if (key !== null && typeof key === 'object') runs.set(key, run);
-}
-
+/** The method threw `error` with these arguments; the first error of a message wins. */
 export function recordHandlerError(args: readonly unknown[], error: unknown): void {
   for (const a of args) {
-    const run = a !== null && typeof a === 'object' ? ((a as { [RUN]?: HandlerRun })[RUN] ?? runs.get(a)) : undefined;
-    if (!run) continue;
-    if (!run.failed) {
-      run.failed = true;
-      run.error = error;
-    }
-    return;
+    if (a !== null && typeof a === 'object' && !ownErrors.has(a)) ownErrors.set(a, { error });
   }
+}
+
+/** The error a decorated method threw for this message (found by its context or payload), forgotten once read. */
+export function takeHandlerError(ctx: object, data: unknown): { error: unknown } | undefined {
+  let own = ownErrors.get(ctx);
+  ownErrors.delete(ctx);
+  if (data !== null && typeof data === 'object') {
+    own ??= ownErrors.get(data);
+    ownErrors.delete(data);
+  }
+  return own;
 }
 
 /** Names of the server methods every handler call runs under (see isInsideHandler). */

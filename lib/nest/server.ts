@@ -11,7 +11,7 @@ import { LOGBUS_EXTRAS, LOGBUS_TRANSPORT } from './constants.js';
 import { resolveConsumeOptions, validateName, withPlace } from './consume-options.js';
 import { LogBusContext } from './context.js';
 import type { LogBusHandlerExtras } from './decorators.js';
-import { bindRun, describeError, isInsideHandler, type HandlerRun } from './handler-scope.js';
+import { describeError, isInsideHandler, takeHandlerError } from './handler-scope.js';
 import { PushLane } from './push-lane.js';
 
 type Binding =
@@ -217,28 +217,33 @@ export class LogBusServer extends Server<LogBusServerEvents, ConnectionStatus> i
 
   private onPush(ref: Ref<Subscription>, lane: PushLane, b: Binding, d: Delivery): void {
     if (!this.accepting) {
-      settleWith(ref, s => s.done(d));
+      doneWith(ref, d);
       return;
     }
     if (lane.admit(d)) void this.handlePush(ref, lane, b, d);
   }
 
-  /** Never rejects: a push handler's failure is logged, and the delivery is always done. */
-  private async handlePush(ref: Ref<Subscription>, lane: PushLane, b: Binding, d: Delivery): Promise<void> {
-    this.begin();
-    try {
-      await this.invoke(b.handler, d);
-    } catch (e) {
-      this.logger.error(`${b.name} failed on '${d.topic}'${offsetText(d)}: ${describeError(e)}`);
-    } finally {
-      this.end();
-      settleWith(ref, s => s.done(d));
+  /**
+   * Never rejects: a push handler's failure is logged, and the delivery is
+   * always done. One call runs a lane slot's deliveries one after another
+   * (no new Promise chain per message).
+   */
+  private async handlePush(ref: Ref<Subscription>, lane: PushLane, b: Binding, first: Delivery): Promise<void> {
+    for (let d: Delivery | undefined = first; d !== undefined; d = lane.next()) {
+      this.begin();
+      try {
+        const result = await this.invoke(b.handler, d, contextOf(d));
+        if (isObservable(result)) await settleResult(result);
+      } catch (e) {
+        this.logger.error(`${b.name} failed on '${d.topic}'${offsetText(d)}: ${describeError(e)}`);
+      } finally {
+        this.end();
+        doneWith(ref, d);
+      }
+      if (!this.accepting) {
+        for (const rest of lane.takeAll()) doneWith(ref, rest);
+      }
     }
-    if (!this.accepting) {
-      for (const rest of lane.takeAll()) settleWith(ref, s => s.done(rest));
-    }
-    const next = lane.next();
-    if (next) void this.handlePush(ref, lane, b, next);
   }
 
   private onPull(ref: Ref<Consumer>, b: Binding, d: Delivery): void {
@@ -250,20 +255,26 @@ export class LogBusServer extends Server<LogBusServerEvents, ConnectionStatus> i
   /** Never rejects: completion acks, failure nacks (retry after the backoff, then dead letter). */
   private async handlePull(ref: Ref<Consumer>, b: Binding, d: Delivery): Promise<void> {
     this.begin();
-    const run: HandlerRun = { failed: false };
+    const ctx = contextOf(d);
+    let data: unknown;
     let failure: unknown;
     let failed = false;
     try {
-      await this.invoke(b.handler, d, run);
+      data = this.codec.decodeFrom(d.value, d.topic);
+      if (data instanceof Promise) data = await data;
+      const result = await this.call(b.handler, data, ctx);
+      if (isObservable(result)) await settleResult(result);
     } catch (e) {
       failed = true;
       failure = e;
     }
     try {
+      const consumer = ref.value;
       if (!failed) {
-        settleWith(ref, c => c.ack(d));
+        if (consumer) consumer.ack(d);
+        else settleWith(ref, c => c.ack(d));
       } else {
-        const why = describeError(run.error ?? failure);
+        const why = describeError(takeHandlerError(ctx, data)?.error ?? failure);
         this.logger.warn(`${b.name} failed on '${d.topic}'${offsetText(d)} (delivery ${d.deliveryCount}): ${why}`);
         settleWith(ref, c => c.nack(d, why));
       }
@@ -310,7 +321,11 @@ export class LogBusServer extends Server<LogBusServerEvents, ConnectionStatus> i
         void respond({ err: { status: 'error', message: `the reply could not be encoded: ${describeError(e)}` }, isDisposed: true });
       });
     const ctx = new LogBusContext([req.pattern, undefined, Date.now(), undefined, {}, 1, undefined]);
-    const produce = () => this.runRpcHandler(b.handler, req, ctx);
+    if (this.onProcessingStartHook === this.defaultStartHook && !this.onProcessingEndHook) {
+      void this.answer(b.handler, req, ctx, reply);
+      return;
+    }
+    const produce = async () => this.transformToObservable(await this.runRpcHandler(b.handler, req, ctx));
     // Nest 12's handleRequest: processing hooks, then the reply stream through send(); Nest 11 has only send()
     const started = (
       typeof this.handleRequest === 'function' ? this.handleRequest(ctx, produce, reply) : produce().then(r$ => void this.send(r$, reply))
@@ -318,10 +333,27 @@ export class LogBusServer extends Server<LogBusServerEvents, ConnectionStatus> i
     Promise.resolve(started).catch((err: unknown) => reply({ err, isDisposed: true }));
   }
 
-  /** Named: isInsideHandler() looks for it in the stack of a close() call. */
-  private async runRpcHandler(handler: MessageHandler, req: RpcIncoming, ctx: LogBusContext) {
-    const data = await this.codec.decode(req.value, { topic: req.pattern });
-    return this.transformToObservable(await handler(data, ctx));
+  /**
+   * Without processing hooks: what Nest's handleRequest and send() would do,
+   * minus the Observable for a plain result (one reply that ends the call,
+   * as send() merges it). A stream, or the error stream of Nest's exception
+   * filter, still goes through Nest's send().
+   */
+  private async answer(handler: MessageHandler, req: RpcIncoming, ctx: LogBusContext, reply: (packet: WritePacket) => Promise<void>): Promise<void> {
+    try {
+      const result = await this.runRpcHandler(handler, req, ctx);
+      if (isObservable(result)) this.send(result, reply);
+      else void reply({ response: result, isDisposed: true });
+    } catch (err) {
+      void reply({ err, isDisposed: true });
+    }
+  }
+
+  /** The handler's result (awaited). Named: isInsideHandler() looks for it in the stack of a close() call. */
+  private async runRpcHandler(handler: MessageHandler, req: RpcIncoming, ctx: LogBusContext): Promise<unknown> {
+    let data = this.codec.decodeFrom(req.value, req.pattern);
+    if (data instanceof Promise) data = await data;
+    return await handler(data, ctx);
   }
 
   /** Counts one message in until end(), so close() can drain it. */
@@ -334,27 +366,20 @@ export class LogBusServer extends Server<LogBusServerEvents, ConnectionStatus> i
     this.wakeDrain?.();
   }
 
-  /** Decodes, builds the context, runs the handler (through Nest's processing hooks if set) and awaits its stream. */
-  private invoke(handler: MessageHandler, d: Delivery, run?: HandlerRun): Promise<void> {
-    const ctx = new LogBusContext([d.topic, d.offset, d.timestamp, d.key, d.headers ?? {}, d.deliveryCount, d.group]);
-    // only @Consume methods report their own errors (decorators.ts), so only they need the binding
-    if (run) bindRun(ctx, run, true);
-    const data = this.codec.decode(d.value, { topic: d.topic });
-    if (data instanceof Promise) {
-      return data.then(v => {
-        if (run) bindRun(v, run);
-        return this.call(handler, v, ctx);
-      });
-    }
-    if (run) bindRun(data, run);
+  /** Decodes and runs the handler; the result is the handler's (a Promise of a value or an Observable). */
+  private invoke(handler: MessageHandler, d: Delivery, ctx: LogBusContext): unknown {
+    const data = this.codec.decodeFrom(d.value, d.topic);
+    if (data instanceof Promise) return data.then(v => this.call(handler, v, ctx));
     return this.call(handler, data, ctx);
   }
 
-  private async call(handler: MessageHandler, data: unknown, ctx: LogBusContext): Promise<void> {
-    if (this.onProcessingStartHook === this.defaultStartHook && !this.onProcessingEndHook) {
-      await settleResult(await handler(data, ctx));
-      return;
-    }
+  /** The handler Nest registered, through Nest's processing hooks when any is set. */
+  private call(handler: MessageHandler, data: unknown, ctx: LogBusContext): unknown {
+    if (this.onProcessingStartHook === this.defaultStartHook && !this.onProcessingEndHook) return handler(data, ctx);
+    return this.callWithHooks(handler, data, ctx);
+  }
+
+  private async callWithHooks(handler: MessageHandler, data: unknown, ctx: LogBusContext): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const body = async () => {
         const end = this.createProcessingEndHookRunner(ctx);
@@ -453,6 +478,17 @@ export class LogBusServer extends Server<LogBusServerEvents, ConnectionStatus> i
       }
     }
   }
+}
+
+/** Push: the handler is finished with the delivery (frees its bytes in the subscriber's buffer). */
+function doneWith(ref: Ref<Subscription>, d: Delivery): void {
+  const s = ref.value;
+  if (s) s.done(d);
+  else settleWith(ref, x => x.done(d));
+}
+
+function contextOf(d: Delivery): LogBusContext {
+  return new LogBusContext([d.topic, d.offset, d.timestamp, d.key, d.headers ?? {}, d.deliveryCount, d.group]);
 }
 
 function offsetText(d: Delivery): string {
