@@ -3,291 +3,23 @@
 //
 //   npx tsc -p tsconfig.json
 //   node .build/bench/peers/run.js [--quick] [--transports tcp,redis,nats,logbus,logbus-broker]
-//        [--scenarios events,rpc,fanout,durable,slow] [--reps 3] [--no-raw] [--cpu-prof] [--results-md] [--out FILE]
+//        [--scenarios events,rpc,fanout,durable,slow] [--reps 3] [--no-interleave] [--no-raw]
+//        [--cpu-prof] [--results-md] [--no-snapshot] [--out FILE]
 //
 // See bench/peers/README.md for what each column means.
-import { fork, spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { nowMs, rssOf, sleep } from './common.js';
 import type { IpcMessage } from './common.js';
-import { DURABLE_PUBLISH_TOPIC, DURABLE_TOPIC, EVENT_TOPIC, NATS_URL, REDIS_HOST, REDIS_PORT, loadLogBus, transports } from './transports.js';
-import type { Placement, TransportDef } from './transports.js';
-
-const HERE = path.dirname(fileURLToPath(import.meta.url)); // .build/bench/peers
-const REPO = path.resolve(HERE, '..', '..', '..');
-
-// ------------------------------------------------------------------ options
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
-const opt = (name: string, def: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : def;
-};
-const QUICK = flag('quick');
-const num = (name: string, full: number, quick: number) => Number(opt(name, String(QUICK ? quick : full)));
-
-const cfg = {
-  reps: num('reps', 3, 1),
-  warmupEvents: num('warmup-events', 10000, 5000),
-  warmupRpc: num('warmup-rpc', 1000, 1000),
-  events: num('events', 100000, 20000),
-  eventSizes: opt('event-sizes', '100,1024').split(',').map(Number),
-  emitWindow: num('emit-window', 1000, 1000),
-  rpcSize: num('rpc-size', 100, 100),
-  rpcSeq: num('rpc-seq', 5000, 2000),
-  rpcConc: num('rpc-conc', 20000, 10000),
-  concurrency: num('concurrency', 100, 100),
-  subscribers: num('subscribers', 4, 4),
-  fanoutEvents: num('fanout-events', 50000, 5000),
-  durableEvents: num('durable-events', 100000, 10000),
-  consumers: num('consumers', 2, 2),
-  consumeConcurrency: num('consume-concurrency', 64, 64),
-  publishInflight: num('publish-inflight', 64, 64),
-  slowEvents: num('slow-events', 50000, 10000),
-  slowFactor: num('slow-factor', 1000, 1000),
-  slowFill: num('slow-fill', 100000, 100000),
-  jsN: num('js-n', 100000, 10000),
-  idleMs: num('idle-ms', 3000, 3000),
-  phaseTimeoutMs: num('phase-timeout-ms', 60000, 30000),
-  logbusPort: Number(process.env.BENCH_LOGBUS_PORT ?? 7430),
-};
-const SCENARIOS = new Set(opt('scenarios', 'events,rpc,fanout,durable,slow').split(','));
-const selected = opt('transports', 'tcp,redis,nats,logbus,logbus-broker').split(',').filter(Boolean);
-const CPU_PROF = flag('cpu-prof');
-const startedAt = new Date().toISOString();
-const stamp = startedAt.replace(/[:.]/g, '-');
-const PROF_DIR = path.join(REPO, 'bench', 'results', `prof-${stamp}`);
-const DATA_ROOT = path.join(REPO, '.build', 'bench-data', `peers-${process.pid}`);
-
-const log = (...a: unknown[]) => console.error('[bench]', ...a);
-
-/**
- * Children run from a snapshot of the build taken at start (.build/lib and
- * .build/bench/peers, same relative layout, so imports and node_modules
- * resolve alike): a rebuild of .build during the run cannot hand half-written
- * modules to processes started later. --no-snapshot runs from .build itself.
- */
-const SNAPSHOT = flag('no-snapshot') ? null : path.join(REPO, '.build', `bench-snapshot-${process.pid}`);
-const BUILD = SNAPSHOT ?? path.join(REPO, '.build');
-const CHILD_DIR = path.join(BUILD, 'bench', 'peers');
-function takeSnapshot() {
-  if (!SNAPSHOT) return;
-  fs.cpSync(path.join(REPO, '.build', 'lib'), path.join(SNAPSHOT, 'lib'), { recursive: true });
-  fs.cpSync(HERE, CHILD_DIR, { recursive: true });
-}
-
-// ------------------------------------------------------------------ child processes
-type Waiter = { match: (m: IpcMessage) => boolean; resolve: (m: IpcMessage) => void; reject: (e: Error) => void; timer?: NodeJS.Timeout };
-
-/** A forked bench process: request/response over IPC, matched by type and tag. */
-class Child {
-  readonly proc: ChildProcess;
-  private backlog: IpcMessage[] = [];
-  private waiters: Waiter[] = [];
-  readonly done = new Map<string, IpcMessage>();
-  exited = false;
-  fatal?: string;
-  /** How long close() waits before SIGKILL (a deliberately blocked subscriber gets less). */
-  graceMs = 5000;
-
-  constructor(
-    script: string,
-    args: string[],
-    readonly label: string,
-    profile = false,
-  ) {
-    const execArgv = profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(PROF_DIR, label)] : [];
-    this.proc = fork(path.join(CHILD_DIR, script), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
-    this.proc.on('message', m => this.onMessage(m as IpcMessage));
-    this.proc.on('exit', (code, sig) => {
-      this.exited = true;
-      this.failAll(new Error(`${label} exited (code ${code}, signal ${sig})${this.fatal ? `: ${this.fatal}` : ''}`));
-    });
-  }
-
-  get pid(): number {
-    return this.proc.pid ?? -1;
-  }
-
-  private failAll(err: Error) {
-    for (const w of this.waiters.splice(0)) {
-      clearTimeout(w.timer);
-      w.reject(err);
-    }
-  }
-
-  private onMessage(m: IpcMessage) {
-    if (m?.type === 'events-done' && m.tag) this.done.set(m.tag, m);
-    if (m?.type === 'fatal' || m?.type === 'error') {
-      this.fatal = String(m.error).split('\n').slice(0, 3).join(' | ');
-      this.failAll(new Error(`${this.label}: ${this.fatal}`));
-      return;
-    }
-    const i = this.waiters.findIndex(w => w.match(m));
-    if (i >= 0) {
-      const [w] = this.waiters.splice(i, 1);
-      clearTimeout(w.timer);
-      w.resolve(m);
-    } else if (m?.type !== 'events-done') {
-      this.backlog.push(m);
-      if (this.backlog.length > 100) this.backlog.shift(); // late replies nobody waits for
-    }
-  }
-
-  waitFor(type: string, pred: (m: IpcMessage) => boolean = () => true, timeoutMs = cfg.phaseTimeoutMs): Promise<IpcMessage> {
-    const match = (m: IpcMessage) => m?.type === type && pred(m);
-    const bi = this.backlog.findIndex(match);
-    if (bi >= 0) return Promise.resolve(this.backlog.splice(bi, 1)[0]);
-    if (this.exited) return Promise.reject(new Error(`${this.label} already exited${this.fatal ? `: ${this.fatal}` : ''}`));
-    return new Promise((resolve, reject) => {
-      const w: Waiter = { match, resolve, reject };
-      w.timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new Error(`${this.label}: timeout waiting for ${type}`));
-      }, timeoutMs);
-      this.waiters.push(w);
-    });
-  }
-
-  send(m: IpcMessage) {
-    if (!this.exited && this.proc.connected) this.proc.send(m);
-  }
-
-  async close(graceMs = this.graceMs) {
-    if (this.exited) return;
-    this.send({ type: 'close' });
-    const t = Date.now();
-    while (!this.exited && Date.now() - t < graceMs) await sleep(25);
-    if (!this.exited) this.proc.kill('SIGKILL');
-  }
-}
-
-// ------------------------------------------------------------------ deployments
-/**
- * Where the bus lives for one scenario of one transport. Nest peers: nothing
- * to start (external broker or none). logbus: a fresh data dir and port per
- * scenario, so scenarios cannot leak state (or a wedged broker) into each
- * other; the broker runs in the first server process (embedded) or in a
- * process of its own (standalone).
- */
-interface Deployment {
-  /** Placement for the first server process (embeds the broker for `logbus`). */
-  host: Placement;
-  /** Placement for every other process. */
-  peer: Placement;
-  /** pid of the broker process (for RSS); embedded: the host child's. */
-  brokerPid(hostChild?: Child): number | undefined;
-  close(): Promise<void>;
-}
-
-async function waitPort(port: number, ms: number): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await canConnect('127.0.0.1', port, 300)) return true;
-    await sleep(50);
-  }
-  return false;
-}
-
-let portSeq = 0;
-async function deploy(name: string, def: TransportDef, scenario: string): Promise<Deployment> {
-  if (!def.logbus) {
-    const pid = def.broker === 'redis' ? redisPid() : def.broker === 'nats' ? pidByComm('nats-server') : undefined;
-    return { host: {}, peer: {}, brokerPid: () => pid, close: async () => undefined };
-  }
-  const port = cfg.logbusPort + portSeq++;
-  const dataDir = path.join(DATA_ROOT, name, scenario);
-  const url = `logbus://127.0.0.1:${port}`;
-  if (def.logbus === 'inproc') {
-    return { host: { hostBroker: true, dataDir }, peer: { dataDir }, brokerPid: hostChild => hostChild?.pid, close: async () => undefined };
-  }
-  if (def.logbus === 'embedded') {
-    return { host: { hostBroker: true, dataDir, port }, peer: { url }, brokerPid: hostChild => hostChild?.pid, close: async () => undefined };
-  }
-  // Standalone: a broker process of its own, through the CLI when it is built.
-  fs.mkdirSync(dataDir, { recursive: true });
-  const cli = path.join(BUILD, 'lib', 'cli', 'main.js');
-  let proc: ChildProcess;
-  let child: Child | undefined;
-  const label = `${name}-${scenario}-broker`;
-  if (fs.existsSync(cli) && !flag('broker-api')) {
-    const profArgs = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', path.join(PROF_DIR, label)] : [];
-    proc = spawn(process.execPath, [...profArgs, cli, 'broker', '--data', dataDir, '--port', String(port)], { stdio: ['ignore', 'ignore', 'inherit'] });
-    if (!(await waitPort(port, 10000))) {
-      proc.kill('SIGKILL');
-      throw new Error(`logbus broker (CLI) did not listen on ${port} within 10 s`);
-    }
-  } else {
-    child = new Child('broker.js', ['--data', dataDir, '--port', String(port)], label, CPU_PROF);
-    await child.waitFor('ready', undefined, 10000);
-    proc = child.proc;
-  }
-  return {
-    host: { url },
-    peer: { url },
-    brokerPid: () => proc.pid,
-    close: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = new Promise(r => proc.once('exit', r));
-      if (child) child.send({ type: 'close' });
-      else proc.kill('SIGTERM'); // the CLI closes the broker on SIGTERM
-      await Promise.race([exited, sleep(5000)]);
-      if (proc.exitCode === null && proc.signalCode === null) {
-        log(`${label} did not exit within 5 s of SIGTERM: killed`);
-        proc.kill('SIGKILL');
-      }
-    },
-  };
-}
-
-// ------------------------------------------------------------------ environment probes
-function canConnect(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise(resolve => {
-    const s = net.connect({ host, port });
-    const finish = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(timeoutMs, () => finish(false));
-    s.once('connect', () => finish(true));
-    s.once('error', () => finish(false));
-  });
-}
-
-function redisPid(): number | undefined {
-  const r = spawnSync('redis-cli', ['-h', REDIS_HOST, '-p', String(REDIS_PORT), 'INFO', 'server'], { encoding: 'utf8' });
-  const m = /process_id:(\d+)/.exec(r.stdout ?? '');
-  return m ? Number(m[1]) : undefined;
-}
-
-/** Read-only lookup of a local process by its command name (for its RSS). */
-function pidByComm(comm: string): number | undefined {
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (fs.readFileSync(`/proc/${d}/comm`, 'utf8').trim() === comm) return Number(d);
-    } catch {
-      /* gone */
-    }
-  }
-  return undefined;
-}
-
-const natsHostPort = (() => {
-  const u = new URL(NATS_URL);
-  return { host: u.hostname, port: Number(u.port || 4222) };
-})();
-
-async function brokerReachable(kind: 'redis' | 'nats' | null): Promise<string | null> {
-  if (kind === 'redis') return (await canConnect(REDIS_HOST, REDIS_PORT)) ? null : `redis not reachable at ${REDIS_HOST}:${REDIS_PORT}`;
-  if (kind === 'nats') return (await canConnect(natsHostPort.host, natsHostPort.port)) ? null : `nats not reachable at ${NATS_URL}`;
-  return null;
-}
+import { Child } from './child.js';
+import { CHILD_DIR, CPU_PROF, DATA_ROOT, QUICK, REPO, ROUNDS, SCENARIOS, argv, cfg, flag, innerReps, log, opt, selected, stamp, startedAt, takeSnapshot, SNAPSHOT, PROF_DIR } from './config.js';
+import type { Res } from './config.js';
+import { brokerReachable, canConnect, deploy, natsHostPort } from './deploy.js';
+import type { Deployment } from './deploy.js';
+import { report, versions, writeResultsMd } from './report.js';
+import { DURABLE_PUBLISH_TOPIC, DURABLE_TOPIC, EVENT_TOPIC, loadLogBus, transports } from './transports.js';
 
 // ------------------------------------------------------------------ measurements
 let tagSeq = 0;
@@ -383,15 +115,6 @@ async function clientCall(client: Child, type: string, reply: string, extra: Rec
   return r as Record<string, number>;
 }
 
-/**
- * Repetitions inside one scene. With --no-interleave: cfg.reps of them, back
- * to back. By default each scene measures once and the whole sweep over the
- * transports runs cfg.reps times (rounds, merged by mergeRounds), so a burst
- * of load on a shared machine hits every transport alike, not one of them.
- */
-const INTERLEAVE = !flag('no-interleave');
-const ROUNDS = INTERLEAVE ? cfg.reps : 1;
-const innerReps = INTERLEAVE ? 1 : cfg.reps;
 
 /** The run with the median `key`, every run's value in `reps`, losses summed. */
 function medianOf<T extends Record<string, any>>(runs: T[], key: string): T & { reps: number[]; lostAllReps?: number } {
@@ -472,7 +195,6 @@ async function withRss<T>(pid: number | undefined, fn: () => Promise<T>): Promis
 }
 
 // ------------------------------------------------------------------ scenarios
-type Res = Record<string, any>;
 
 /** The processes of one scenario of one transport, and their deployment. */
 class Scene {
@@ -692,147 +414,6 @@ async function jetstreamReference(): Promise<Res | null> {
   }
 }
 
-// ------------------------------------------------------------------ report
-function pkgVersion(name: string): string | null {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(REPO, 'node_modules', name, 'package.json'), 'utf8')).version;
-  } catch {
-    return null;
-  }
-}
-function versions() {
-  const cmd = (c: string, a: string[]) => {
-    const r = spawnSync(c, a, { encoding: 'utf8' });
-    return r.status === 0 ? r.stdout.trim() : null;
-  };
-  const redisInfo = cmd('redis-cli', ['-h', REDIS_HOST, '-p', String(REDIS_PORT), 'INFO', 'server']);
-  return {
-    node: process.version,
-    os: `${os.type()} ${os.release()}`,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
-    redisServer: redisInfo ? (/redis_version:(\S+)/.exec(redisInfo)?.[1] ?? null) : null,
-    natsServer: cmd('nats-server', ['--version']),
-    nestjsLogbus: JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')).version,
-    gitCommit: cmd('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']),
-    packages: Object.fromEntries(['@nestjs/core', '@nestjs/microservices', 'rxjs', 'ioredis', '@nats-io/transport-node', '@nats-io/jetstream', 'typescript'].map(p => [p, pkgVersion(p)])),
-  };
-}
-
-const f0 = (x: unknown) => (typeof x !== 'number' || !Number.isFinite(x) ? '-' : Math.round(x).toLocaleString('en-US'));
-const f2 = (x: unknown) => (typeof x !== 'number' || !Number.isFinite(x) ? '-' : x.toFixed(2));
-const f1 = (x: unknown) => (typeof x !== 'number' || !Number.isFinite(x) ? '-' : x.toFixed(1));
-
-function table(rows: string[][]): string {
-  const w = rows[0].map((_, c) => Math.max(...rows.map(r => String(r[c] ?? '').length)));
-  return rows.map(r => r.map((v, c) => (c === 0 ? String(v ?? '').padEnd(w[c]) : String(v ?? '').padStart(w[c]))).join('  ')).join('\n');
-}
-
-/** Value, 'n/a' when the transport cannot do it, 'err' when the scenario failed, '-' when not run. */
-function cell(r: Res, obj: any, fmt: (x: unknown) => string, v: (o: any) => unknown, errKey: string): string {
-  if (obj?.na) return 'n/a';
-  if (obj) return fmt(v(obj));
-  return r.errors?.[errKey] ? 'err' : '-';
-}
-
-function lostOf(r: Res): number {
-  const parts = [...Object.values(r.events ?? {}), r.fanout, r.durablePull, r.slow?.alone].filter((x: any) => x && !x.na) as any[];
-  return parts.reduce((a, e) => a + (e.lostAllReps ?? e.lost ?? 0), 0);
-}
-
-interface Ratio {
-  what: string;
-  transport: string;
-  ratio: number | null;
-  target: string;
-  ok: boolean | null;
-}
-
-function ratios(results: Res[], js: Res | null): Ratio[] {
-  const by = (n: string) => results.find(r => r.transport === n && !r.skipped);
-  const tcp = by('tcp');
-  const redis = by('redis');
-  const nats = by('nats');
-  const out: Ratio[] = [];
-  const add = (what: string, transport: string, a: unknown, b: unknown, target: number, cmp: 'ge' | 'le' = 'ge', label = `>= ${target}x`) => {
-    const ratio = typeof a === 'number' && typeof b === 'number' && b > 0 && Number.isFinite(a) ? a / b : null;
-    out.push({ what, transport, ratio, target: label, ok: ratio == null ? null : cmp === 'ge' ? ratio >= target : ratio <= target });
-  };
-  for (const name of ['logbus', 'logbus-broker']) {
-    const l = by(name);
-    if (!l) continue;
-    add('events 100 B vs Nest TCP', name, l.events?.[100]?.deliveredPerSec, tcp?.events?.[100]?.deliveredPerSec, 3);
-    add('events 100 B vs Nest Redis', name, l.events?.[100]?.deliveredPerSec, redis?.events?.[100]?.deliveredPerSec, 5);
-    add('fan-out x4 vs Nest NATS', name, l.fanout?.deliveredPerSec, nats?.fanout?.deliveredPerSec, 4);
-    add('RPC one at a time p50 / Nest TCP p50', name, l.rpcSeq?.p50Ms, tcp?.rpcSeq?.p50Ms, 1, 'le', '<= 1x');
-    add('RPC 100 in flight vs Nest TCP', name, l.rpcConc?.rps, tcp?.rpcConc?.rps, 2);
-    add('durable pull x2 vs JetStream file publish c64', name, l.durablePull?.deliveredPerSec, js?.msgsPerSec, 5);
-    for (const [what, change] of [
-      ['slow subscriber: fast one\'s rate vs alone', l.slow?.changePct],
-      ['slow subscriber: fast one\'s rate vs fast peer', l.slow?.changeVsPeerPct],
-    ] as const) {
-      out.push({ what, transport: name, ratio: typeof change === 'number' ? change : null, target: '|change| < 10 %', ok: typeof change === 'number' ? Math.abs(change) < 10 : null });
-    }
-  }
-  return out;
-}
-
-function report(results: Res[], js: Res | null): { text: string; ratios: Ratio[] } {
-  const out: string[] = [];
-  const say = (line: string) => out.push(line);
-  const sizes = cfg.eventSizes;
-  const head1 = ['transport', ...sizes.map(s => `events ${s}B/s`), 'rpc seq p50 ms', 'p99 ms', `rpc c${cfg.concurrency} req/s`, 'p50 ms', 'p99 ms', `fan-out x${cfg.subscribers} deliv/s`, 'lost'];
-  const rows1 = [head1];
-  const head2 = ['transport', `durable pull x${cfg.consumers} msg/s`, 'dup', `durable pub c${cfg.publishInflight} msg/s`, 'fast alone /s', 'w/ fast peer /s', 'w/ slow peer /s', 'vs alone %', 'vs fast peer %', 'slow ms/msg', 'broker RSS MB start/alone/w slow'];
-  const rows2 = [head2];
-  for (const r of results) {
-    if (r.skipped) {
-      rows1.push([r.transport, `skipped: ${r.skipped}`.slice(0, 90), ...Array(head1.length - 2).fill('')]);
-      continue;
-    }
-    rows1.push([
-      r.transport,
-      ...sizes.map(s => cell(r, r.events?.[s], f0, o => o.deliveredPerSec, 'events/rpc')),
-      cell(r, r.rpcSeq, f2, o => o.p50Ms, 'events/rpc'),
-      cell(r, r.rpcSeq, f2, o => o.p99Ms, 'events/rpc'),
-      cell(r, r.rpcConc, f0, o => o.rps, 'events/rpc'),
-      cell(r, r.rpcConc, f2, o => o.p50Ms, 'events/rpc'),
-      cell(r, r.rpcConc, f2, o => o.p99Ms, 'events/rpc'),
-      cell(r, r.fanout, f0, o => o.deliveredPerSec, 'fanout'),
-      String(lostOf(r)),
-    ]);
-    const rss = r.slow?.brokerRssMB;
-    rows2.push([
-      r.transport,
-      cell(r, r.durablePull, f0, o => o.deliveredPerSec, 'durable') + (r.durablePull?.receivers && r.durablePull.receivers !== cfg.consumers ? ` (x${r.durablePull.receivers})` : ''),
-      cell(r, r.durablePull, String, o => o.calls - o.delivered, 'durable'),
-      r.durablePull?.na ? 'n/a' : cell(r, r.durablePublish, f0, o => o.rps, 'durable'),
-      cell(r, r.slow, f0, o => o.alone?.deliveredPerSec, 'slow'),
-      cell(r, r.slow, f0, o => o.withPeer?.deliveredPerSec, 'slow'),
-      cell(r, r.slow, f0, o => o.withSlow?.deliveredPerSec, 'slow'),
-      cell(r, r.slow, f1, o => o.changePct, 'slow'),
-      cell(r, r.slow, f1, o => o.changeVsPeerPct, 'slow'),
-      cell(r, r.slow, f2, o => o.slowMsPerMessage, 'slow'),
-      r.slow?.na ? 'n/a' : rss ? `${f0(rss.before)} / ${f0(rss.peakAlone)} / ${f0(rss.peak)}` : '-',
-    ]);
-  }
-  if (js) rows2.push(['JetStream file publish (raw)', '', '', js.error ? 'err' : f0(js.msgsPerSec), ...Array(head2.length - 4).fill('')]);
-  const how = INTERLEAVE && cfg.reps > 1 ? `median of ${cfg.reps} interleaved rounds` : `median of ${cfg.reps} rep(s)`;
-  say(`\nNest transports, one process per server/subscriber/client; ${how}${QUICK ? ' (quick)' : ''}`);
-  say(table(rows1));
-  say('');
-  say(table(rows2));
-  const rs = ratios(results, js);
-  if (rs.length) {
-    say('\nTargets (issue 5)');
-    const rrows = [['target', 'transport', 'measured', 'goal', 'met']];
-    for (const x of rs) rrows.push([x.what, x.transport, x.ratio == null ? '-' : x.what.startsWith('slow') ? `${x.ratio.toFixed(1)} %` : `${x.ratio.toFixed(2)}x`, x.target, x.ok == null ? '-' : x.ok ? 'yes' : 'NO']);
-    say(table(rrows));
-  }
-  for (const r of results) for (const [k, e] of Object.entries(r.errors ?? {})) say(`error ${r.transport} ${k}: ${e}`);
-  return { text: out.join('\n'), ratios: rs };
-}
-
 // ------------------------------------------------------------------ main
 async function main() {
   log(`node ${process.version}, ${os.cpus().length} CPUs, transports: ${selected.join(', ')}${QUICK ? ' (quick)' : ''}, reps ${cfg.reps}`);
@@ -848,11 +429,14 @@ async function main() {
     cleanUp();
     process.exit(130);
   });
+  const loadStart = os.loadavg();
   takeSnapshot();
   try {
     const rounds = new Map<string, Res[]>(selected.map(n => [n, []]));
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const name of selected) {
+      // Rotate the order each round: no transport always goes first (cold machine, other work).
+      const order = selected.map((_, i) => selected[(i + round - 1) % selected.length]);
+      for (const name of order) {
         log(`=== ${name}${ROUNDS > 1 ? ` (round ${round} of ${ROUNDS})` : ''}`);
         const r = await benchTransport(name);
         rounds.get(name)!.push(r);
@@ -869,12 +453,14 @@ async function main() {
   } finally {
     cleanUp();
   }
-  const { text, ratios: rs } = report(results, js);
+  // Other work on the machine is the main source of noise: keep it beside the figures.
+  const loadavg = { start: loadStart.map(x => +x.toFixed(2)), end: os.loadavg().map(x => +x.toFixed(2)) };
+  const { text, ratios: rs } = report(results, js, loadavg);
   console.log(text);
   const command = `node .build/bench/peers/run.js ${argv.join(' ')}`.trim();
   const v = versions();
-  const summary = { startedAt, command, quick: QUICK, config: cfg, versions: v, results, jetstream: js, ratios: rs };
-  if (flag('results-md')) writeResultsMd(text, command, v);
+  const summary = { startedAt, command, quick: QUICK, config: cfg, versions: v, loadavg, results, jetstream: js, ratios: rs };
+  if (flag('results-md')) writeResultsMd(text, command, v, loadavg);
   const outFile = opt('out', path.join(REPO, 'bench', 'results', `peers-${stamp}.json`));
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
   fs.writeFileSync(outFile, JSON.stringify(summary, null, 2));
@@ -889,25 +475,3 @@ main().then(
     process.exit(1);
   },
 );
-
-/** bench/RESULTS.md: the latest figures with the machine, the versions and the command. */
-function writeResultsMd(text: string, command: string, v: ReturnType<typeof versions>) {
-  const file = path.join(REPO, 'bench', 'RESULTS.md');
-  const md = [
-    '# Benchmark results',
-    '',
-    `Latest \`bench/peers\` run, ${startedAt}. Command: \`npx tsc -p tsconfig.json && ${command}\``,
-    '',
-    `Machine: ${v.cpus} x ${v.cpuModel}, ${v.os}, Node ${v.node}. Redis ${v.redisServer ?? '?'}, ${v.natsServer ?? 'nats-server ?'}, commit ${v.gitCommit ?? '?'}.`,
-    `Packages: ${Object.entries(v.packages).map(([k, x]) => `${k} ${x}`).join(', ')}.`,
-    '',
-    'Columns: see bench/peers/README.md.',
-    '',
-    '```',
-    text.trim(),
-    '```',
-    '',
-  ].join('\n');
-  fs.writeFileSync(file, md);
-  console.log(`wrote ${path.relative(process.cwd(), file)}`);
-}

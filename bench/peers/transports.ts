@@ -23,7 +23,7 @@ export const CONSUMER_GROUP = 'bench';
 /**
  * Where a child finds its bus. Passed from run.ts to every child as JSON.
  * For logbus: `hostBroker` makes this process embed the broker (dataDir +
- * listen); everyone else connects to `url`.
+ * listen on `port`); everyone else connects to `url`. Nest TCP: `port`.
  */
 export interface Placement {
   hostBroker?: boolean;
@@ -97,13 +97,37 @@ function logbusDef(kind: 'embedded' | 'standalone' | 'inproc'): TransportDef {
   };
 }
 
+/** nestjs-logbus on the running Redis: one key prefix per bench run, shared by its child processes through the environment. */
+process.env.BENCH_RUN_ID ??= String(process.pid);
+const LOGBUS_REDIS = {
+  url: `redis://${REDIS_HOST}:${REDIS_PORT}`,
+  prefix: `logbus-bench-${process.env.BENCH_RUN_ID}`,
+  topics: LOGBUS_TOPICS,
+};
+
+function logbusRedisDef(): TransportDef {
+  return {
+    broker: 'redis',
+    fanout: true,
+    durable: true,
+    async server(_p, extras) {
+      const { LogBusServer } = await loadLogBus();
+      return { strategy: new LogBusServer({ ...LOGBUS_REDIS, ...(extras.group ? { group: extras.group } : {}) }) } as MicroserviceOptions;
+    },
+    async client() {
+      const { LogBusClient } = await loadLogBus();
+      return new LogBusClient(LOGBUS_REDIS) as ClientProxy;
+    },
+  };
+}
+
 export const transports: Record<string, TransportDef> = {
   tcp: {
     broker: null,
     fanout: false, // a TCP ClientProxy talks to exactly one server
     durable: false,
-    server: async () => ({ transport: Transport.TCP, options: { host: TCP_HOST, port: TCP_PORT } }),
-    client: async () => ClientProxyFactory.create({ transport: Transport.TCP, options: { host: TCP_HOST, port: TCP_PORT } }) as ClientProxy,
+    server: async p => ({ transport: Transport.TCP, options: { host: TCP_HOST, port: p.port ?? TCP_PORT } }),
+    client: async p => ClientProxyFactory.create({ transport: Transport.TCP, options: { host: TCP_HOST, port: p.port ?? TCP_PORT } }) as ClientProxy,
   },
   redis: {
     broker: 'redis',
@@ -122,4 +146,6 @@ export const transports: Record<string, TransportDef> = {
   logbus: logbusDef('embedded'),
   'logbus-broker': logbusDef('standalone'),
   'logbus-inproc': logbusDef('inproc'),
+  // Same Nest handlers, only the url changed: issue 7's comparison with Nest's own Redis transport on the same Redis.
+  'logbus-redis': logbusRedisDef(),
 };

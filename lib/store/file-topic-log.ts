@@ -151,10 +151,11 @@ export class FileTopicLog implements TopicLog {
     if (bases.length === 0) {
       const seg = newSegment(this.dir, 0);
       seg.index = new SegmentIndex();
+      // Listed before its files are opened, so that closeFds() closes whatever did open when a later step fails (e.g. EMFILE).
+      this.segments.push(seg);
       seg.fd = await io.open(seg.logPath, 'w+');
       seg.indexFd = await io.open(seg.indexPath, 'w+');
       await io.fsyncDir(this.dir);
-      this.segments.push(seg);
     } else {
       for (let i = 0; i < bases.length; i++) {
         const seg = newSegment(this.dir, bases[i]);
