@@ -3,33 +3,20 @@
  * free ports (temp dir, no persistence), joined with `redis-cli --cluster create`.
  * Topics land in different slots and nodes; push, pull and RPC must not care.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
 import type { Delivery } from '../../lib/connection/types.js';
 import { isLogBusError } from '../../lib/errors.js';
-import { Bus, buf, sleep, spec, text, uniquePrefix, waitFor } from './helpers.js';
+import { Bus, buf, freePort, killProcess, sleep, spawnRedis, spec, text, uniquePrefix, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'logbus-redis-cluster-'));
 const nodes: ChildProcess[] = [];
 let ports: number[] = [];
 let bus: Bus;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 beforeAll(async () => {
   // cluster bus ports are port + 10000: keep them below 65536
@@ -40,30 +27,12 @@ beforeAll(async () => {
   for (const port of ports) {
     const d = join(dir, String(port));
     mkdirSync(d);
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(d, 'nodes.conf'),
-        '--dir', d, '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
-      { stdio: 'ignore' },
+    nodes.push(
+      await spawnRedis(port, [
+        '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(d, 'nodes.conf'),
+        '--dir', d, '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+      ]),
     );
-    child.once('error', e => {
-      throw new Error(`cannot start redis-server (needed by this test): ${e.message}`);
-    });
-    nodes.push(child);
-  }
-  for (const port of ports) {
-    await waitFor(`redis-server on ${port}`, async () => {
-      const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, disconnectTimeout: 50 });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        return true;
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    });
   }
   await run('redis-cli', ['--cluster', 'create', ...ports.map(p => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
   await waitFor('cluster_state:ok on every node', async () => {
@@ -78,16 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await bus?.closeAll();
-  await Promise.all(
-    nodes.map(
-      n =>
-        new Promise<void>(resolve => {
-          if (n.exitCode !== null) return resolve();
-          n.once('exit', () => resolve());
-          n.kill('SIGKILL');
-        }),
-    ),
-  );
+  await Promise.all(nodes.map(killProcess));
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -3,7 +3,9 @@
  * 127.0.0.1:6379 (REDIS_URL to override) and FAIL, never skip, when it is not there.
  * Every suite uses its own prefix and deletes its keys at the end.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { RedisConnection } from '../../lib/connection/redis/index.js';
 import type { ConsumeSpec, Delivery } from '../../lib/connection/types.js';
@@ -89,3 +91,45 @@ export function spec(topic: string, group: string, over: Partial<ConsumeSpec> = 
 
 export const text = (d: { value: Buffer }) => d.value.toString();
 export type { Delivery };
+
+/** A TCP port free on 127.0.0.1 right now (for a redis-server a test starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** Starts `redis-server <args>` listening on `port`; resolves once it answers PING. */
+export async function spawnRedis(port: number, args: string[]): Promise<ChildProcess> {
+  const child = spawn('redis-server', args, { stdio: 'ignore' });
+  const failed = new Promise<never>((_, reject) =>
+    child.once('error', e => reject(new Error(`cannot start redis-server (needed by this test): ${e.message}`))),
+  );
+  const up = (async () => {
+    for (let i = 0; i < 200; i++) {
+      try {
+        const probe = await requireRedis(`redis://127.0.0.1:${port}`);
+        probe.disconnect();
+        return child;
+      } catch {
+        await sleep(25);
+      }
+    }
+    throw new Error(`redis-server on port ${port} did not come up`);
+  })();
+  return Promise.race([up, failed]);
+}
+
+/** SIGKILL, resolved once the process has exited. */
+export function killProcess(child: ChildProcess): Promise<void> {
+  return new Promise(resolve => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}

@@ -4,60 +4,28 @@
  * producers and consumers recover by themselves. Runs a second redis-server of
  * its own on a free port, in a temp dir.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { Bus, deleteKeys, requireRedis, sleep, spec, text, uniquePrefix, waitFor } from './helpers.js';
+import { Bus, deleteKeys, freePort, killProcess, requireRedis, sleep, spawnRedis, spec, text, uniquePrefix, waitFor } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'logbus-redis-restart-'));
 let port = 0;
 let server: ChildProcess | undefined;
 let admin: Redis | undefined;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 async function startRedis(): Promise<void> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no'],
-    { stdio: 'ignore' },
-  );
-  const failed = new Promise<never>((_, reject) => child.once('error', e => reject(new Error(`cannot start redis-server (needed by this test): ${e.message}`))));
-  server = child;
-  const up = (async () => {
-    for (let i = 0; i < 200; i++) {
-      try {
-        const probe = await requireRedis(`redis://127.0.0.1:${port}`);
-        probe.disconnect();
-        return;
-      } catch {
-        await sleep(25);
-      }
-    }
-    throw new Error(`redis-server on port ${port} did not come up`);
-  })();
-  await Promise.race([up, failed]);
+  server = await spawnRedis(port, [
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no',
+  ]);
 }
 
 function killRedis(): Promise<void> {
   const child = server!;
   server = undefined;
-  return new Promise(resolve => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
+  return killProcess(child);
 }
 
 beforeAll(async () => {

@@ -61,31 +61,76 @@ function adapt(raw: RedisClient): RedisClient {
   return raw;
 }
 
+interface ParsedUrl {
+  tls: boolean;
+  username?: string;
+  password?: string;
+  nodes: Array<{ host: string; port: number }>;
+  params: URLSearchParams;
+}
+
+function parseUrl(url: string): ParsedUrl | undefined {
+  const m = /^(rediss?):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]*)[^?#]*(?:\?([^#]*))?/.exec(url);
+  if (!m) return undefined;
+  return {
+    tls: m[1] === 'rediss',
+    username: m[2] ? decodeURIComponent(m[2]) : undefined,
+    password: m[3] ? decodeURIComponent(m[3]) : undefined,
+    nodes: m[4].split(',').map(hp => {
+      const [host, port] = hp.split(':');
+      return { host: host || '127.0.0.1', port: Number(port || 6379) };
+    }),
+    params: new URLSearchParams(m[5] ?? ''),
+  };
+}
+
+/**
+ * Sentinel when the url names the monitored primary:
+ * `redis://sentinel1:26379,sentinel2:26379?sentinel=mymaster` (the hosts are
+ * sentinels; user and password are the primary's). ioredis asks the sentinels
+ * for the primary and follows failovers.
+ */
+export function sentinelName(url: string): string | undefined {
+  return parseUrl(url)?.params.get('sentinel') || undefined;
+}
+
 /**
  * Redis Cluster when the url lists several nodes (`redis://h1:7000,h2:7001`) or
- * says `?cluster=true`; otherwise one server (standalone, or a primary by address).
+ * says `?cluster=true`, and names no sentinel; otherwise one server (standalone,
+ * or a primary by address).
  */
 export function isClusterUrl(url: string): boolean {
-  const u = /^rediss?:\/\/(?:[^@/]*@)?([^/?#]*)[^?#]*(?:\?([^#]*))?/.exec(url);
-  if (!u) return false;
-  return u[1].includes(',') || /(^|&)cluster=(true|1|yes)(&|$)/i.test(u[2] ?? '');
+  const u = parseUrl(url);
+  if (!u || u.params.get('sentinel')) return false;
+  return u.nodes.length > 1 || /^(true|1|yes)$/i.test(u.params.get('cluster') ?? '');
 }
 
 export function createClient(io: Ioredis, url: string, options: Record<string, unknown>): RedisClient {
+  const name = sentinelName(url);
+  if (name) {
+    const u = parseUrl(url)!;
+    const Sentinel = io.Redis as unknown as new (options: Record<string, unknown>) => RedisClient;
+    return adapt(
+      new Sentinel({
+        ...options,
+        sentinels: u.nodes,
+        name,
+        ...(u.username ? { username: u.username } : {}),
+        ...(u.password ? { password: u.password } : {}),
+        ...(u.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+      }),
+    );
+  }
   if (!isClusterUrl(url)) return adapt(new io.Redis(url, options));
   if (!io.Cluster) throw new LogBusError('INVALID_OPTION', "the installed 'ioredis' has no Cluster client; install ioredis 5 or 6");
-  const m = /^(rediss?):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]*)/.exec(url)!;
-  const nodes = m[4].split(',').map(hp => {
-    const [host, port] = hp.split(':');
-    return { host: host || '127.0.0.1', port: Number(port || 6379) };
-  });
+  const u = parseUrl(url)!;
   const { enableAutoPipelining, lazyConnect, retryStrategy, ...perNode } = options;
   const redisOptions: Record<string, unknown> = { ...perNode };
-  if (m[2]) redisOptions.username = decodeURIComponent(m[2]);
-  if (m[3]) redisOptions.password = decodeURIComponent(m[3]);
-  if (m[1] === 'rediss') redisOptions.tls = {};
+  if (u.username) redisOptions.username = u.username;
+  if (u.password) redisOptions.password = u.password;
+  if (u.tls) redisOptions.tls = {};
   return adapt(
-    new io.Cluster(nodes, {
+    new io.Cluster(u.nodes, {
       lazyConnect,
       enableAutoPipelining,
       clusterRetryStrategy: retryStrategy,

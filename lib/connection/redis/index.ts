@@ -29,7 +29,9 @@
  * - Redis Cluster (url listing several nodes, or `?cluster=true`; Redis 7): topic
  *   keys are hash-tagged per topic, RPC lists share one slot (`{r}`), RPC liveness
  *   uses sharded pub/sub; push and group events use classic pub/sub (broadcast
- *   to every node). Sentinel is not supported (connect to the primary by address).
+ *   to every node).
+ * - Redis Sentinel: `redis://s1:26379,s2:26379?sentinel=NAME` (the hosts are
+ *   sentinels); ioredis finds the primary through them and follows failovers.
  */
 import { randomBytes } from 'node:crypto';
 import { LogBusError } from '../../errors.js';
