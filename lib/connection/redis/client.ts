@@ -235,3 +235,15 @@ export function flatToObject(arr: unknown): Record<string, unknown> {
   for (let i = 0; i + 1 < arr.length; i += 2) out[String(arr[i])] = arr[i + 1];
   return out;
 }
+
+/**
+ * Keeps a blocking connection's CLIENT ID current (it changes on reconnect), so
+ * another connection can wake it with CLIENT UNBLOCK. Not on Cluster: CLIENT
+ * UNBLOCK cannot find the node there, so callers use short waits instead.
+ */
+export async function trackClientId(client: RedisClient, cluster: boolean, set: (id: string) => void): Promise<void> {
+  if (cluster) return;
+  const fetch = async () => set(String(await client.call('CLIENT', 'ID')));
+  client.on('ready', () => void fetch().catch(() => undefined));
+  await fetch();
+}

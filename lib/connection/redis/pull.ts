@@ -28,7 +28,7 @@
  *   parallelism, never correctness.
  */
 import type { ConsumeSpec, Consumer, Delivery } from '../types.js';
-import { asBusError, sleep, type RedisClient } from './client.js';
+import { asBusError, sleep, trackClientId, type RedisClient } from './client.js';
 import { fromArgs } from './consume-spec.js';
 import type { DriverContext } from './context.js';
 import type { GroupListener } from './group-events.js';
@@ -137,13 +137,7 @@ export class RedisConsumer implements Consumer, GroupListener {
       await this.ctx.groupEvents.join(this.spec.topic, this.spec.group, this);
       const blocking = await this.ctx.openClient(`consume ${this.spec.topic}/${this.spec.group}`);
       this.blocking = blocking;
-      const fetchId = async () => {
-        this.blockingId = String(await blocking.call('CLIENT', 'ID'));
-      };
-      if (!this.ctx.cluster) {
-        blocking.on('ready', () => void fetchId().catch(() => undefined));
-        await fetchId();
-      }
+      await trackClientId(blocking, this.ctx.cluster, id => (this.blockingId = id));
     } catch (e) {
       await this.close();
       throw asBusError(e, `consume '${this.spec.topic}'`);

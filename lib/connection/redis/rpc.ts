@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { LogBusError } from '../../errors.js';
 import type { RpcCall, RpcIncoming, RpcReplyHandler } from '../types.js';
-import { asBusError, sleep, type RedisClient } from './client.js';
+import { asBusError, sleep, trackClientId, type RedisClient } from './client.js';
 import { decodeReply, decodeRequest, encodeReply, encodeRequest } from './codec.js';
 import type { DriverContext } from './context.js';
 import { RPC_REQUEST, RPC_REQUEST_SHARDED } from './scripts.js';
@@ -84,14 +84,8 @@ export class RpcResponder {
     if (this.blocking) return;
     const blocking = await this.ctx.openClient('rpc');
     this.blocking = blocking;
-    const fetchId = async () => {
-      this.blockingId = String(await blocking.call('CLIENT', 'ID'));
-    };
-    // Cluster: CLIENT UNBLOCK cannot find the node; short waits pick up new patterns instead
-    if (!this.ctx.cluster) {
-      blocking.on('ready', () => void fetchId().catch(() => undefined));
-      await fetchId();
-    }
+    // on Cluster there is no id to unblock: short waits pick up new patterns instead
+    await trackClientId(blocking, this.ctx.cluster, id => (this.blockingId = id));
     this.running = this.loop(blocking);
   }
 

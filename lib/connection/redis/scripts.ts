@@ -233,22 +233,16 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 /**
  * KEYS: the pattern's request list. ARGV: alive channel, max queued, expire ms, requests….
  * 0 when no responder is subscribed to the alive channel (NO_RESPONDERS), else queued: 1.
+ * On Cluster responders SSUBSCRIBE the alive channel (same slot as the list), so it counts SHARDNUMSUB.
  */
-export const RPC_REQUEST = new Script(`
-local live = redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2]
+const rpcRequest = (numsub: 'NUMSUB' | 'SHARDNUMSUB') =>
+  new Script(`
+local live = redis.call('PUBSUB', '${numsub}', ARGV[1])[2]
 if tonumber(live) == 0 then return 0 end
 redis.call('LPUSH', KEYS[1], unpack(ARGV, 4))
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 `);
-
-/** RPC_REQUEST for Cluster: responders SSUBSCRIBE the alive channel, in the same slot as the list. */
-export const RPC_REQUEST_SHARDED = new Script(`
-local live = redis.call('PUBSUB', 'SHARDNUMSUB', ARGV[1])[2]
-if tonumber(live) == 0 then return 0 end
-redis.call('LPUSH', KEYS[1], unpack(ARGV, 4))
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-return 1
-`);
+export const RPC_REQUEST = rpcRequest('NUMSUB');
+export const RPC_REQUEST_SHARDED = rpcRequest('SHARDNUMSUB');
