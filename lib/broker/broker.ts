@@ -120,7 +120,7 @@ export class Broker {
     const broker = new Broker(store, opts, logger);
     try {
       await broker.topicRegistry.init();
-      await broker.groupManager.init();
+      await broker.groupManager.init(topic => broker.topicRegistry.get(topic)?.log?.nextOffset);
     } catch (e) {
       await store.close().catch(() => undefined);
       throw e;

@@ -17,6 +17,19 @@ export const MAX_SPAN = 8192;
 const READ_AHEAD = 1024;
 /** Longest x-logbus-error header. */
 const MAX_ERROR_CHARS = 1024;
+/**
+ * The persisted delivered-up-to mark is raised this far past the offset that
+ * needs it (at least), so it costs one store write per ~this many deliveries.
+ */
+const RESERVE_AHEAD = 1024;
+/**
+ * The step grows 4x each time dispatch catches up with the written mark (a
+ * fast consumer outruns one store write per 1024), up to this. It bounds how
+ * many fetched but undelivered offsets a crash makes count as delivered once.
+ */
+const MAX_RESERVE_AHEAD = 65_536;
+/** Most delivery counts persisted per group. */
+const MAX_PERSISTED_COUNTS = 8192;
 
 const enum State {
   Waiting, // fetched, queued or blocked behind its key
@@ -34,6 +47,12 @@ interface Entry {
   member: GroupMember | undefined;
   deliveryId: number;
   retryTimer: NodeJS.Timeout | undefined;
+  /** Its count came from before a restart: the next one must be on disk before it is delivered. */
+  restoredCount?: boolean;
+  /** Count about to be delivered, reported to the store ahead of the delivery. */
+  planned?: number;
+  /** The delivery waits for the store write of this snapshot number. */
+  waitSnapshot?: number;
 }
 
 interface AckDeadline {
@@ -63,6 +82,12 @@ export class PullDelivery implements Delivery {
     this.headers = rec.headers;
     this.value = rec.value;
   }
+}
+
+/** Delivery counts a group persisted (see GroupOffset.deliveredUpTo / deliveries). */
+export interface SavedDeliveries {
+  deliveredUpTo?: number;
+  deliveries?: Array<[offset: number, count: number]>;
 }
 
 /** What a group needs from the broker: publishing dead letters and persisting its position. */
@@ -155,6 +180,27 @@ export class ConsumerGroup {
   private fetchRetryTimer: NodeJS.Timeout | undefined;
   /** Dead-letter publishes in flight: close() lets them finish so their acks are committed. */
   private readonly deadLettering = new Set<Promise<void>>();
+  /*
+   * Delivery counts that survive restarts. No offset >= deliveredHigh has been
+   * handed to a member (in this run or, per the saved mark, before it). The
+   * mark written to the store (reservedUpTo, durable once durableUpTo) stays
+   * ahead of it: an offset is dispatched only below durableUpTo, so after a
+   * crash every offset that may have been delivered is known to be.
+   */
+  private deliveredHigh: number;
+  private reservedUpTo: number;
+  private durableUpTo: number;
+  private reserving = false;
+  private reserveAhead = RESERVE_AHEAD;
+  /** Dispatch is waiting for the mark: counted once per wait. */
+  private stalled = false;
+  private reserveRetryTimer: NodeJS.Timeout | undefined;
+  /** Saved counts of offsets not yet fetched again; offsets below restoredUpTo missing here count 1. */
+  private readonly restored = new Map<number, number>();
+  private restoredUpTo: number;
+  /** Number of deliveryState() snapshots taken, and the newest one known written. */
+  snapshots = 0;
+  private durableSnapshot = 0;
 
   constructor(
     readonly topic: string,
@@ -162,9 +208,85 @@ export class ConsumerGroup {
     readonly log: TopicLog,
     start: number,
     private readonly host: GroupHost,
+    saved?: SavedDeliveries,
   ) {
     this.committedOffset = start;
     this.readPos = start;
+    const h = Math.max(start, saved?.deliveredUpTo ?? start);
+    this.restoredUpTo = h;
+    this.deliveredHigh = h;
+    this.reservedUpTo = h;
+    this.durableUpTo = h;
+    for (const [o, c] of saved?.deliveries ?? []) if (o >= start && o < h) this.restored.set(o, c);
+  }
+
+  /** What to persist beside the position: the delivered-up-to mark and the counts that are not 1 below it. */
+  deliveryState(): { deliveredUpTo: number; deliveries: Array<[number, number]> } {
+    this.snapshots++;
+    const high = this.deliveredHigh;
+    const counts: Array<[number, number]> = [];
+    for (const e of this.outstanding) {
+      const o = e.rec.offset;
+      if (o >= high) break;
+      const n = e.planned !== undefined && e.planned > e.deliveries ? e.planned : e.deliveries;
+      if (n !== 1) counts.push([o, n]);
+    }
+    for (const [o, c] of this.restored) if (o >= this.readPos && c !== 1) counts.push([o, c]);
+    if (counts.length > MAX_PERSISTED_COUNTS) {
+      // Keep the real redelivery counts first: a lost one under-counts, a lost 0 only over-counts.
+      counts.sort((a, b) => (b[1] > 1 ? 1 : 0) - (a[1] > 1 ? 1 : 0) || a[0] - b[0]);
+      counts.length = MAX_PERSISTED_COUNTS;
+    }
+    const upTo = Math.max(this.reservedUpTo, high);
+    // The store refuses (and so would not save the position with) a count at or past the mark.
+    return { deliveredUpTo: upTo, deliveries: counts.filter(([o]) => o < upTo) };
+  }
+
+  /** The host wrote deliveryState() snapshot `snapshot`, taken at `generation`: dispatch may go up to its mark. */
+  persisted(deliveredUpTo: number, generation: number, snapshot: number): void {
+    if (generation !== this.generation) return;
+    if (deliveredUpTo > this.durableUpTo) {
+      this.durableUpTo = deliveredUpTo;
+      this.stalled = false;
+    }
+    if (snapshot > this.durableSnapshot) this.durableSnapshot = snapshot;
+    this.pump();
+  }
+
+  get currentGeneration(): number {
+    return this.generation;
+  }
+
+  /** Raises the mark to write past `offset` and asks the host to write it now. */
+  private reserve(offset: number): void {
+    if (this.closed) return;
+    const ahead = Math.max(this.reserveAhead, this.members.reduce((n, m) => n + m.spec.concurrency, 0));
+    this.reservedUpTo = Math.max(this.reservedUpTo, offset + ahead);
+    this.requestWrite();
+  }
+
+  /** Asks the host to write this group's state now (one write at a time; a failed one is retried in 1 s). */
+  private requestWrite(): void {
+    if (this.reserving || this.reserveRetryTimer) return;
+    this.reserving = true;
+    this.host.positionChanged(this);
+    this.host.commit().then(
+      () => {
+        this.reserving = false;
+        // Restored counts planned after this write's snapshot make pump() ask for the next one.
+        this.pump();
+      },
+      () => {
+        this.reserving = false;
+        if (this.closed) return;
+        // The host logged it; dispatch past the mark waits for a later write.
+        this.reserveRetryTimer = setTimeout(() => {
+          this.reserveRetryTimer = undefined;
+          this.pump();
+        }, 1000);
+        this.reserveRetryTimer.unref();
+      },
+    );
   }
 
   get inFlight(): number {
@@ -176,6 +298,8 @@ export class ConsumerGroup {
   addMember(spec: ConsumeSpec, onMessage: (d: Delivery) => void, onClose: (m: GroupMember) => void): GroupMember {
     const m = new GroupMember(this, spec, onMessage, onClose);
     this.members.push(m);
+    // Start writing the delivered-up-to mark now, so the first deliveries rarely wait for it.
+    if (this.durableUpTo - this.readPos < this.reserveAhead / 2) this.reserve(this.readPos);
     // setImmediate runs after the microtasks that hand the Consumer to the caller.
     setImmediate(() => {
       m.started = true;
@@ -240,6 +364,12 @@ export class ConsumerGroup {
     this.readPos = offset;
     this.committedOffset = offset;
     this.caughtUp = false;
+    // Counts start over at the new position: nothing at or past it counts as delivered.
+    this.restored.clear();
+    this.restoredUpTo = offset;
+    this.deliveredHigh = offset;
+    this.reservedUpTo = offset;
+    this.durableUpTo = offset;
     this.host.positionChanged(this);
     this.pump();
   }
@@ -251,6 +381,20 @@ export class ConsumerGroup {
   /** Stops dispatch and timers; dead letters already on their way may still complete (see drain). */
   close(): void {
     this.closed = true;
+    // Nothing more is dispatched: the final write can say exactly what was delivered.
+    if (this.reservedUpTo !== this.deliveredHigh) {
+      this.reservedUpTo = this.deliveredHigh;
+      this.host.positionChanged(this);
+    }
+    for (const e of this.outstanding) {
+      if (e.planned !== undefined && e.planned > e.deliveries) {
+        // Planned but never delivered: the final write keeps the count it really has.
+        e.planned = undefined;
+        this.host.positionChanged(this);
+      }
+    }
+    if (this.reserveRetryTimer) clearTimeout(this.reserveRetryTimer);
+    this.reserveRetryTimer = undefined;
     for (const e of this.outstanding) if (e.retryTimer) clearTimeout(e.retryTimer);
     if (this.ackTimer) clearTimeout(this.ackTimer);
     if (this.fetchRetryTimer) clearTimeout(this.fetchRetryTimer);
@@ -270,16 +414,56 @@ export class ConsumerGroup {
     this.pumping = true;
     try {
       while (this.retry.length + this.ready.length > 0) {
+        const q = this.retry.length > 0 ? this.retry : this.ready;
+        const e = q.peek()!;
+        if (e.state !== State.Waiting) {
+          q.shift();
+          continue;
+        }
+        if (e.rec.offset >= this.durableUpTo) {
+          // Its delivery must be on disk before it happens: wait for the write (and write further ahead next time).
+          if (!this.stalled && this.durableUpTo > this.committedOffset) this.reserveAhead = Math.min(4 * this.reserveAhead, MAX_RESERVE_AHEAD);
+          this.stalled = true;
+          this.reserve(e.rec.offset);
+          break;
+        }
+        const restored = e.restoredCount === true;
+        if (restored) {
+          // Its count came from before a restart: the raised count goes to disk first (in order,
+          // one write for every such entry fetched), so a message that crashes the broker every
+          // time still climbs to maxDeliver.
+          if (e.waitSnapshot === undefined) this.planRestoredCounts();
+          if (e.waitSnapshot! > this.durableSnapshot) {
+            this.requestWrite();
+            break;
+          }
+          e.restoredCount = false;
+        }
         const m = this.nextMember();
         if (!m) break;
-        const e = this.retry.length > 0 ? this.retry.shift()! : this.ready.shift()!;
-        if (e.state !== State.Waiting) continue;
+        q.shift();
+        if (restored && e.deliveries >= m.spec.maxDeliver) {
+          // Delivered maxDeliver times before a restart and never settled (e.g. it crashed the process).
+          this.deadLetter(e, m.spec, `not acked after ${e.deliveries} deliveries (the broker restarted meanwhile)`);
+          continue;
+        }
         this.deliver(m, e);
       }
     } finally {
       this.pumping = false;
     }
     this.maybeFetch();
+  }
+
+  /** Every fetched entry with a restored count gets its next count into the next write. */
+  private planRestoredCounts(): void {
+    for (const x of this.outstanding) {
+      if (x.restoredCount && x.waitSnapshot === undefined) {
+        x.planned = x.deliveries + 1;
+        x.waitSnapshot = this.snapshots + 1;
+      }
+    }
+    this.host.positionChanged(this);
   }
 
   private nextMember(): GroupMember | undefined {
@@ -296,6 +480,12 @@ export class ConsumerGroup {
 
   private deliver(m: GroupMember, e: Entry): void {
     e.deliveries++;
+    const o = e.rec.offset;
+    if (o >= this.deliveredHigh) {
+      this.deliveredHigh = o + 1;
+      // Write the next mark before dispatch reaches this one, so it rarely waits.
+      if (!this.reserving && this.durableUpTo - this.deliveredHigh < (this.reserveAhead * 3) / 4) this.reserve(this.durableUpTo);
+    }
     e.state = State.InFlight;
     e.member = m;
     const id = m.nextId++;
@@ -491,7 +681,14 @@ export class ConsumerGroup {
     }
     for (const rec of recs) {
       if (rec.offset < this.readPos) continue;
-      const e: Entry = { rec, deliveries: 0, state: State.Waiting, member: undefined, deliveryId: 0, retryTimer: undefined };
+      let deliveries = 0;
+      if (rec.offset < this.restoredUpTo) {
+        // Delivered before the restart (or possibly so, after a crash): the count carries on.
+        deliveries = this.restored.get(rec.offset) ?? 1;
+        this.restored.delete(rec.offset);
+      }
+      const e: Entry = { rec, deliveries, state: State.Waiting, member: undefined, deliveryId: 0, retryTimer: undefined };
+      if (deliveries > 0) e.restoredCount = true;
       this.outstanding.push(e);
       this.readPos = rec.offset + 1;
       const key = rec.key;

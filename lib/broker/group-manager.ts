@@ -1,7 +1,7 @@
 import { LogBusError } from '../errors.js';
 import type { ConsumeFrom, ConsumeSpec, Delivery, GroupInfo } from '../connection/types.js';
 import { badOption, LIMITS } from '../options.js';
-import type { LogRecord, LogStore, TopicLog } from '../store/types.js';
+import type { GroupOffset, LogRecord, LogStore, TopicLog } from '../store/types.js';
 import { validateTopicName } from '../topic.js';
 import { ConsumerGroup, type GroupHost, type GroupMember } from './consumer-group.js';
 import type { BrokerLogger } from './logger.js';
@@ -24,7 +24,7 @@ export class GroupManager {
   private readonly byTopic = new Map<string, ConsumerGroup[]>();
   private readonly creating = new Map<string, Promise<ConsumerGroup>>();
   /** Positions as last loaded or committed, for groups with no live state. */
-  private readonly saved = new Map<string, { topic: string; group: string; offset: number }>();
+  private readonly saved = new Map<string, GroupOffset>();
   private readonly dirty = new Set<ConsumerGroup>();
   private commitTimer: NodeJS.Timeout | undefined;
   private committing: Promise<void> = Promise.resolve();
@@ -46,8 +46,17 @@ export class GroupManager {
     };
   }
 
-  async init(): Promise<void> {
-    for (const g of await this.store.loadGroupOffsets()) this.saved.set(groupKey(g.topic, g.group), { ...g });
+  /** `endOf` gives a topic's log end at open: nothing at or past it can have been delivered before. */
+  async init(endOf: (topic: string) => number | undefined = () => undefined): Promise<void> {
+    for (const g of await this.store.loadGroupOffsets()) {
+      const end = endOf(g.topic);
+      if (g.deliveredUpTo !== undefined && end !== undefined && g.deliveredUpTo > end) {
+        // The saved mark ran ahead of the log (written before a crash): offsets appended later were never delivered.
+        g.deliveredUpTo = end;
+        g.deliveries = g.deliveries?.filter(([o]) => o < end);
+      }
+      this.saved.set(groupKey(g.topic, g.group), g);
+    }
   }
 
   /** Adds a member to (topic, group), creating the group at `from` if it has no position yet. */
@@ -68,7 +77,7 @@ export class GroupManager {
         if (this.groups.size >= MAX_GROUPS) throw new LogBusError('INVALID_ARGUMENT', `too many consumer groups (limit ${MAX_GROUPS})`);
         const saved = this.saved.get(k);
         const start = saved ? saved.offset : await positionFor(log, from);
-        const group = new ConsumerGroup(log.name, name, log, start, this.host);
+        const group = new ConsumerGroup(log.name, name, log, start, this.host, saved);
         this.groups.set(k, group);
         const list = this.byTopic.get(log.name);
         if (list) list.push(group);
@@ -101,8 +110,10 @@ export class GroupManager {
     if (pending) await pending.catch(() => undefined);
     const g = this.groups.get(k);
     if (g) g.reset(offset);
-    else this.saved.set(k, { topic: log.name, group: name, offset });
-    await this.commitNow(g ? [] : [{ topic: log.name, group: name, offset }]);
+    // Counts start over at the new position: nothing at or past it was delivered.
+    const entry: GroupOffset = { topic: log.name, group: name, offset, deliveredUpTo: offset, deliveries: [] };
+    if (!g) this.saved.set(k, entry);
+    await this.commitNow(g ? [] : [entry]);
   }
 
   info(log: TopicLog): GroupInfo[] {
@@ -128,18 +139,21 @@ export class GroupManager {
   }
 
   /** Writes dirty positions (plus `extra`), one store call at a time. */
-  private commitNow(extra: { topic: string; group: string; offset: number }[]): Promise<void> {
+  private commitNow(extra: GroupOffset[]): Promise<void> {
     const run = async (): Promise<void> => {
       const entries = [...extra];
+      const written: { g: ConsumerGroup; upTo: number; generation: number; snapshot: number }[] = [];
       for (const g of this.dirty) {
-        const e = { topic: g.topic, group: g.name, offset: g.committedOffset };
+        const e: GroupOffset = { topic: g.topic, group: g.name, offset: g.committedOffset, ...g.deliveryState() };
         entries.push(e);
+        written.push({ g, upTo: e.deliveredUpTo!, generation: g.currentGeneration, snapshot: g.snapshots });
         this.saved.set(groupKey(g.topic, g.name), e);
       }
       this.dirty.clear();
       if (entries.length === 0) return;
       try {
         await this.store.commitGroupOffsets(entries);
+        for (const w of written) w.g.persisted(w.upTo, w.generation, w.snapshot);
       } catch (e) {
         this.host.logger.error(`committing consumer group positions failed: ${(e as Error)?.message ?? e}`);
         throw e;
@@ -159,6 +173,9 @@ export class GroupManager {
     for (const g of this.groups.values()) g.close();
     await Promise.all([...this.groups.values()].map(g => g.drain()));
     this.closed = true;
+    // Closing groups marked themselves dirty (exact delivered marks): the write below covers them.
+    if (this.commitTimer) clearTimeout(this.commitTimer);
+    this.commitTimer = undefined;
     await this.commitNow([]).catch(() => undefined);
   }
 }

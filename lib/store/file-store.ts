@@ -3,6 +3,7 @@ import { LogBusError, storageError } from '../errors.js';
 import { DEFAULTS, type TopicConfig } from '../options.js';
 import { validateTopicName } from '../topic.js';
 import { Checkpoint, Coalescer } from './checkpoint.js';
+import { checkExtras, copyGroupOffset, loadedGroupOffset } from './group-offset-extras.js';
 import { FileTopicLog, type LogIOOptions } from './file-topic-log.js';
 import { type StoreIO, nodeIO } from './io.js';
 import { acquireLock } from './lock.js';
@@ -102,7 +103,7 @@ export class FileStore implements LogStore {
         release,
       );
       const offsets = await offsetsCkpt.load(!isNew);
-      if (Array.isArray(offsets)) for (const g of offsets) store.offsets.set(key(g.topic, g.group), g);
+      if (Array.isArray(offsets)) for (const g of offsets) store.offsets.set(key(g.topic, g.group), loadedGroupOffset(g, m => logger.warn(m)));
       store.configs = (await configsCkpt.load(!isNew)) ?? {};
       if (isNew) {
         // From now on a missing checkpoint means lost data, which load() warns about.
@@ -186,7 +187,7 @@ export class FileStore implements LogStore {
   }
 
   async loadGroupOffsets(): Promise<GroupOffset[]> {
-    return [...this.offsets.values()].map(g => ({ ...g }));
+    return [...this.offsets.values()].map(copyGroupOffset);
   }
 
   async commitGroupOffsets(entries: GroupOffset[]): Promise<void> {
@@ -200,8 +201,9 @@ export class FileStore implements LogStore {
       if (!Number.isSafeInteger(e.offset) || e.offset < 0) {
         throw new LogBusError('INVALID_ARGUMENT', `offset ${e.offset} for group '${e.group}' on '${e.topic}' must be a non-negative integer`);
       }
+      checkExtras(e);
     }
-    for (const e of entries) this.offsets.set(key(e.topic, e.group), { topic: e.topic, group: e.group, offset: e.offset });
+    for (const e of entries) this.offsets.set(key(e.topic, e.group), copyGroupOffset(e));
     await this.offsetsSaver.request().catch(e => {
       throw storageError('saving group offsets', e);
     });

@@ -2,6 +2,7 @@ import { LogBusError } from '../errors.js';
 import type { TopicConfig } from '../options.js';
 import { validateTopicName } from '../topic.js';
 import { validateAppend } from './append-validation.js';
+import { checkExtras, copyGroupOffset } from './group-offset-extras.js';
 import type {
   AppendRecord,
   AppendResult,
@@ -165,11 +166,12 @@ export class MemoryStore implements LogStore {
   }
 
   async loadGroupOffsets(): Promise<GroupOffset[]> {
-    return [...this.offsets.values()].map(g => ({ ...g }));
+    return [...this.offsets.values()].map(copyGroupOffset);
   }
 
   async commitGroupOffsets(entries: GroupOffset[]): Promise<void> {
-    for (const e of entries) this.offsets.set(`${e.topic}\u0000${e.group}`, { ...e });
+    for (const e of entries) checkExtras(e);
+    for (const e of entries) this.offsets.set(`${e.topic}\u0000${e.group}`, copyGroupOffset(e));
   }
 
   async deleteGroupOffset(topic: string, group: string): Promise<void> {

@@ -70,7 +70,18 @@ export interface GroupOffset {
   group: string;
   /** First offset not yet acked in order. */
   offset: number;
+  /**
+   * Optional (absent in old checkpoints): no offset >= this has ever been
+   * handed to a member. Offsets in [offset, deliveredUpTo) count as delivered
+   * once unless `deliveries` says otherwise.
+   */
+  deliveredUpTo?: number;
+  /** Optional: [offset, count] for offsets below deliveredUpTo whose delivery count is not 1; at most MAX_GROUP_DELIVERIES. */
+  deliveries?: Array<[offset: number, count: number]>;
 }
+
+/** Most `deliveries` entries per group (the broker tracks at most 8192 offsets past the committed one). */
+export const MAX_GROUP_DELIVERIES = 8192;
 
 export interface StoreOptions {
   /** Directory, or ':memory:' for the in-memory twin. */

@@ -355,7 +355,7 @@ describe('consumer groups', () => {
     await produceMany(pub, 't', 7);
     await until(() => n === 7, 'seven');
     await c.close();
-    expect(await broker.store.loadGroupOffsets()).toEqual([{ topic: 't', group: 'g', offset: 7 }]);
+    expect(await broker.store.loadGroupOffsets()).toEqual([expect.objectContaining({ topic: 't', group: 'g', offset: 7 })]);
   });
 
   it('one stuck message bounds how far the group reads ahead, and the group goes on once it is acked', async () => {

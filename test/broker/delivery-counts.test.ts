@@ -1,0 +1,244 @@
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Broker } from '../../lib/broker/broker.js';
+import type { Consumer, Delivery } from '../../lib/connection/types.js';
+import type { TopicConfig } from '../../lib/options.js';
+import { FileStore } from '../../lib/store/file-store.js';
+import type { GroupOffset, LogStore, TopicLog, TopicLogConfig } from '../../lib/store/types.js';
+import { spawn } from 'node:child_process';
+import { MemoryLogger, spec, until } from './helpers.js';
+
+const root = mkdtempSync(join(tmpdir(), 'logbus-delivery-counts-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const freshDir = (): string => join(root, String(n++));
+
+/**
+ * A real file store whose checkpoint writes stop at crash(): what is on disk
+ * afterwards is exactly what a broker killed at that moment leaves behind
+ * (appended records are kept; group positions written later are not).
+ */
+class CrashableStore implements LogStore {
+  private crashed = false;
+  constructor(private readonly inner: FileStore) {}
+  static async open(dataDir: string): Promise<CrashableStore> {
+    return new CrashableStore(await FileStore.open({ dataDir, fsync: 'never', logger: new MemoryLogger() }));
+  }
+  crash(): void {
+    this.crashed = true;
+  }
+  get dataDir(): string {
+    return this.inner.dataDir;
+  }
+  topicNames(): string[] {
+    return this.inner.topicNames();
+  }
+  openTopic(name: string, config: TopicLogConfig): Promise<TopicLog> {
+    return this.inner.openTopic(name, config);
+  }
+  deleteTopic(name: string): Promise<void> {
+    return this.inner.deleteTopic(name);
+  }
+  loadTopicConfigs(): Promise<Record<string, TopicConfig>> {
+    return this.inner.loadTopicConfigs();
+  }
+  async saveTopicConfig(name: string, config: TopicConfig): Promise<void> {
+    if (!this.crashed) await this.inner.saveTopicConfig(name, config);
+  }
+  loadGroupOffsets(): Promise<GroupOffset[]> {
+    return this.inner.loadGroupOffsets();
+  }
+  async commitGroupOffsets(entries: GroupOffset[]): Promise<void> {
+    if (!this.crashed) await this.inner.commitGroupOffsets(entries);
+  }
+  async deleteGroupOffset(topic: string, group: string): Promise<void> {
+    if (!this.crashed) await this.inner.deleteGroupOffset(topic, group);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+async function openCrashable(dataDir: string) {
+  const store = await CrashableStore.open(dataDir);
+  const logger = new MemoryLogger();
+  const broker = await Broker.open({ dataDir, store, fsync: 'never', retentionCheckMs: 0, logger });
+  return { broker, store, c: broker.connect(), logger };
+}
+
+async function openClean(dataDir: string) {
+  const logger = new MemoryLogger();
+  const broker = await Broker.open({ dataDir, fsync: 'never', retentionCheckMs: 0, logger });
+  return { broker, c: broker.connect(), logger };
+}
+
+const text = (d: { value: Buffer }): string => d.value.toString();
+
+const POISON_CHILD = join(process.cwd(), '.build/test/broker/fixtures/poison-consumer.js');
+
+/** Runs the poison consumer child on dataDir until its first delivery, kills it with SIGKILL, returns that delivery's count. */
+async function deliverAndKill(dataDir: string, maxDeliver: number): Promise<number> {
+  if (!existsSync(POISON_CHILD)) throw new Error(`fixture ${POISON_CHILD} is missing: run \`npx tsc -p tsconfig.json\` first (npm test does)`);
+  const child = spawn(process.execPath, [POISON_CHILD, dataDir, String(maxDeliver)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()));
+  try {
+    await until(() => /delivery \d+ \d+\n/.test(out) || child.exitCode !== null, 'the child to get the message', 15_000);
+  } finally {
+    child.kill('SIGKILL');
+    await exited;
+  }
+  const m = /delivery (\d+) (\d+)\n/.exec(out);
+  if (!m) throw new Error(`child exited without a delivery: ${err}`);
+  expect(Number(m[1])).toBe(0);
+  return Number(m[2]);
+}
+
+describe('delivery counts survive broker restarts', () => {
+  it('a message that takes the broker down on every delivery is dead-lettered after maxDeliver crashes, with x-logbus-deliveries', async () => {
+    const dataDir = freshDir();
+    const maxDeliver = 3;
+    const poisonSpec = spec('p', 'g', { maxDeliver, ackWaitMs: 60_000, deadLetter: 'p.dlq' });
+    {
+      const { broker, c } = await openClean(dataDir);
+      await c.produce('p', [{ value: Buffer.from('poison'), key: 'k' }]);
+      await broker.close();
+    }
+    for (let round = 1; round <= maxDeliver; round++) {
+      const { broker, store, c } = await openCrashable(dataDir);
+      const got: Delivery[] = [];
+      await c.consume(poisonSpec, d => void got.push(d)); // never acked: the process "dies" handling it
+      await until(() => got.length === 1, `delivery in round ${round}`);
+      expect([round, got[0].offset, got[0].deliveryCount]).toEqual([round, 0, round]);
+      store.crash();
+      await broker.close();
+    }
+    const { broker, c, logger } = await openClean(dataDir);
+    const got: Delivery[] = [];
+    const consumer: Consumer = await c.consume(poisonSpec, d => {
+      got.push(d);
+      consumer.ack(d);
+    });
+    const dlq: Delivery[] = [];
+    const dlqConsumer: Consumer = await c.consume(spec('p.dlq', 'reader'), d => {
+      dlq.push(d);
+      dlqConsumer.ack(d);
+    });
+    await until(() => dlq.length === 1, 'the dead letter');
+    expect(text(dlq[0])).toBe('poison');
+    expect(dlq[0].key).toBe('k');
+    expect(dlq[0].headers).toMatchObject({ 'x-logbus-deliveries': String(maxDeliver), 'x-logbus-topic': 'p', 'x-logbus-offset': '0' });
+    expect(dlq[0].headers['x-logbus-error']).toContain(`${maxDeliver} deliveries`);
+    // A message appended after the crash was never delivered before: it starts at 1.
+    await c.produce('p', [{ value: Buffer.from('fresh'), key: 'k' }]);
+    await until(() => got.length === 1, 'the fresh message');
+    expect(got.map(d => [text(d), d.deliveryCount])).toEqual([['fresh', 1]]);
+    expect((await c.groups('p'))[0]).toMatchObject({ committedOffset: 2, inFlight: 0 });
+    expect(logger.errors).toEqual([]);
+    await broker.close();
+  });
+
+  it('a consumer process killed with SIGKILL on every delivery: counts 1..maxDeliver, then dead-lettered', async () => {
+    const dataDir = freshDir();
+    const maxDeliver = 3;
+    {
+      const { broker, c } = await openClean(dataDir);
+      await c.produce('p', [{ value: Buffer.from('poison') }]);
+      await broker.close();
+    }
+    const counts: number[] = [];
+    for (let round = 0; round < maxDeliver; round++) counts.push(await deliverAndKill(dataDir, maxDeliver));
+    expect(counts).toEqual([1, 2, 3]);
+    const { broker, c } = await openClean(dataDir);
+    const got: Delivery[] = [];
+    await c.consume(spec('p', 'g', { maxDeliver, deadLetter: 'p.dlq' }), d => void got.push(d));
+    const dlq: Delivery[] = [];
+    const dlqConsumer: Consumer = await c.consume(spec('p.dlq', 'reader'), d => {
+      dlq.push(d);
+      dlqConsumer.ack(d);
+    });
+    await until(() => dlq.length === 1, 'the dead letter');
+    expect([text(dlq[0]), dlq[0].headers['x-logbus-deliveries']]).toEqual(['poison', String(maxDeliver)]);
+    expect(got).toEqual([]);
+    await broker.close();
+  }, 60_000);
+
+  it('after a clean close, in-flight messages come back at count 2 and never-delivered ones start at 1', async () => {
+    const dataDir = freshDir();
+    {
+      const { broker, c } = await openClean(dataDir);
+      await c.produce('q', Array.from({ length: 5 }, (_, i) => ({ value: Buffer.from(`m${i}`) })));
+      const got: Delivery[] = [];
+      // concurrency 1: m0 and m1 are acked, m2 stays in flight, m3 and m4 are never delivered.
+      const consumer: Consumer = await c.consume(spec('q', 'g', { concurrency: 1 }), d => {
+        got.push(d);
+        if (d.offset! < 2) consumer.ack(d);
+      });
+      await until(() => got.length === 3, 'three deliveries');
+      expect(got.map(d => d.deliveryCount)).toEqual([1, 1, 1]);
+      await broker.close();
+    }
+    const { broker, c } = await openClean(dataDir);
+    await c.produce('q', [{ value: Buffer.from('m5') }]);
+    const got: Delivery[] = [];
+    const consumer: Consumer = await c.consume(spec('q', 'g', { concurrency: 1 }), d => {
+      got.push(d);
+      consumer.ack(d);
+    });
+    await until(() => got.length === 4, 'the rest');
+    expect(got.map(d => [text(d), d.deliveryCount])).toEqual([
+      ['m2', 2],
+      ['m3', 1],
+      ['m4', 1],
+      ['m5', 1],
+    ]);
+    expect((await broker.stats.snapshot()).redelivered).toBe(1);
+    await broker.close();
+  });
+
+  it('counts above 1 are kept exactly across a clean restart; resetGroup starts them over', async () => {
+    const dataDir = freshDir();
+    {
+      const { broker, c } = await openClean(dataDir);
+      await c.produce('r', [{ value: Buffer.from('a') }, { value: Buffer.from('b') }]);
+      const got: Delivery[] = [];
+      // 'a' is nacked twice (counts 1, 2) and is in flight at count 3 when the broker stops; 'b' is acked.
+      const consumer: Consumer = await c.consume(spec('r', 'g', { concurrency: 2, backoffMs: [0], maxDeliver: 10 }), d => {
+        got.push(d);
+        if (text(d) === 'b') consumer.ack(d);
+        else if (d.deliveryCount < 3) consumer.nack(d, 'not yet');
+      });
+      await until(() => got.some(d => text(d) === 'a' && d.deliveryCount === 3), "'a' at count 3");
+      await broker.close();
+    }
+    {
+      const { broker, c } = await openClean(dataDir);
+      const got: Delivery[] = [];
+      await c.consume(spec('r', 'g', { concurrency: 2 }), d => void got.push(d));
+      await until(() => got.length === 2, 'both again (b is behind the committed position)');
+      expect(got.map(d => [text(d), d.deliveryCount])).toEqual([
+        ['a', 4],
+        ['b', 2],
+      ]);
+      await broker.close();
+    }
+    const { broker, c } = await openClean(dataDir);
+    await c.resetGroup('r', 'g', 'earliest');
+    const got: Delivery[] = [];
+    const consumer: Consumer = await c.consume(spec('r', 'g', { concurrency: 2 }), d => {
+      got.push(d);
+      consumer.ack(d);
+    });
+    await until(() => got.length === 2, 'both after the reset');
+    expect(got.map(d => [text(d), d.deliveryCount])).toEqual([
+      ['a', 1],
+      ['b', 1],
+    ]);
+    await broker.close();
+  });
+});
