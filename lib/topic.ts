@@ -24,6 +24,14 @@ export function validateTopicName(name: unknown): asserts name is string {
   }
 }
 
+/** Consumer group names: 1..249 chars of [A-Za-z0-9._-] (dots allowed anywhere, unlike topics). */
+export const GROUP_NAME_RULE = '1 to 249 characters from [A-Za-z0-9._-]';
+const GROUP_NAME = /^[A-Za-z0-9._-]{1,249}$/;
+
+export function isValidGroupName(group: unknown): group is string {
+  return typeof group === 'string' && GROUP_NAME.test(group);
+}
+
 /** A push pattern: like a topic, but a segment may be '*' (one segment) or a final '>' (one or more). */
 export function validatePattern(pattern: unknown): asserts pattern is string {
   if (typeof pattern !== 'string' || pattern.length === 0 || pattern.length > MAX_TOPIC_LENGTH) {

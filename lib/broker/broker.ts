@@ -19,7 +19,7 @@ import type {
 import { InProcessConnection } from '../connection/in-process.js';
 import { DEFAULTS, LIMITS, badOption, resolveOptions, type FsyncMode, type TopicConfig } from '../options.js';
 import type { AppendRecord, AppendResult, LogRecord, LogStore, TopicLog } from '../store/types.js';
-import { validateTopicName } from '../topic.js';
+import { GROUP_NAME_RULE, isValidGroupName, validateTopicName } from '../topic.js';
 import type { GroupMember } from './consumer-group.js';
 import { Dispatcher, type OutMessage, type PushSubscriber } from './dispatcher.js';
 import { GroupManager, validateConsumeSpec } from './group-manager.js';
@@ -399,8 +399,8 @@ export class Broker {
   async resetGroup(topic: string, group: string, to: ConsumeFrom): Promise<void> {
     this.assertOpen();
     validateTopicName(topic);
-    if (typeof group !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(group)) {
-      throw new LogBusError('INVALID_ARGUMENT', `group ${JSON.stringify(group)} must be 1 to 249 characters from [A-Za-z0-9._-]`);
+    if (!isValidGroupName(group)) {
+      throw new LogBusError('INVALID_ARGUMENT', `group ${JSON.stringify(group)} must be ${GROUP_NAME_RULE}`);
     }
     const t = await this.topicRegistry.resolve(topic);
     if (!t.log) throw new LogBusError('NOT_DURABLE', `topic '${topic}' is not durable: it has no consumer groups`);

@@ -2,14 +2,13 @@ import { LogBusError } from '../errors.js';
 import type { ConsumeFrom, ConsumeSpec, Delivery, GroupInfo } from '../connection/types.js';
 import { badOption, LIMITS } from '../options.js';
 import type { GroupOffset, LogRecord, LogStore, TopicLog } from '../store/types.js';
-import { validateTopicName } from '../topic.js';
+import { GROUP_NAME_RULE, isValidGroupName, validateTopicName } from '../topic.js';
 import { ConsumerGroup, type GroupHost, type GroupMember } from './consumer-group.js';
 import type { BrokerLogger } from './logger.js';
 import type { BrokerStats } from './stats.js';
 
 /** Positions are written at most this often (and on close): batching at the store boundary. */
 const COMMIT_EVERY_MS = 100;
-const GROUP_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 const MAX_GROUPS = 100_000;
 
 const groupKey = (topic: string, group: string): string => `${topic}\u0000${group}`;
@@ -197,8 +196,8 @@ export async function positionFor(log: TopicLog, from: ConsumeFrom): Promise<num
 export function validateConsumeSpec(spec: ConsumeSpec): void {
   if (spec === null || typeof spec !== 'object') throw new LogBusError('INVALID_ARGUMENT', 'consume needs a spec object');
   validateTopicName(spec.topic);
-  if (typeof spec.group !== 'string' || !GROUP_NAME.test(spec.group)) {
-    throw badOption('group', spec.group, 'a name of 1 to 249 characters from [A-Za-z0-9._-]');
+  if (!isValidGroupName(spec.group)) {
+    throw badOption('group', spec.group, `a name of ${GROUP_NAME_RULE}`);
   }
   const intIn = (v: unknown, name: string, min: number, max: number): void => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw badOption(name, v, `an integer from ${min} to ${max}`);

@@ -1,7 +1,7 @@
 import type { ConsumeFrom, ConsumeSpec } from '../connection/types.js';
 import { LogBusError } from '../errors.js';
 import { badOption, DEFAULTS, LIMITS, parseDuration, positiveInt, type Duration } from '../options.js';
-import { validateTopicName } from '../topic.js';
+import { GROUP_NAME_RULE, isValidGroupName, validateTopicName } from '../topic.js';
 
 /** `@Consume(topic, options)` options (API.md); defaults in DEFAULTS.consume. */
 export interface ConsumeOptions {
@@ -23,12 +23,11 @@ export interface SubscribeOptions {
   queue?: string;
 }
 
-/** Group and queue names end up in store files and engine keys: same characters as topics. */
-const NAME = /^[A-Za-z0-9._-]{1,249}$/;
 const MAX_BACKOFF_STEPS = 100;
 
+/** Group and queue names end up in store files and engine keys: the group-name rule of lib/topic.ts. */
 export function validateName(value: unknown, option: string): string {
-  if (typeof value !== 'string' || !NAME.test(value)) throw badOption(option, value, 'a name of 1 to 249 characters from [A-Za-z0-9._-]');
+  if (!isValidGroupName(value)) throw badOption(option, value, `a name of ${GROUP_NAME_RULE}`);
   return value;
 }
 

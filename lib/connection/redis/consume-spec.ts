@@ -1,13 +1,13 @@
 /** Checks on what consume() and resetGroup() are given, before anything reaches Redis. */
 import { LogBusError } from '../../errors.js';
 import { LIMITS } from '../../options.js';
-import { validateTopicName } from '../../topic.js';
+import { GROUP_NAME_RULE, isValidGroupName, validateTopicName } from '../../topic.js';
 import type { ConsumeSpec } from '../types.js';
 
 /** Group names as on the embedded broker. */
 export function validateGroupName(group: unknown): asserts group is string {
-  if (typeof group !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(group)) {
-    throw new LogBusError('INVALID_ARGUMENT', `group ${JSON.stringify(group)} must be 1 to 249 characters from [A-Za-z0-9._-]`);
+  if (!isValidGroupName(group)) {
+    throw new LogBusError('INVALID_ARGUMENT', `group ${JSON.stringify(group)} must be ${GROUP_NAME_RULE}`);
   }
 }
 
