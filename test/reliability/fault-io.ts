@@ -1,4 +1,5 @@
-import { type StoreIO, nodeIO } from '../../lib/store/io.js';
+import { nodeIO } from '../../lib/store/io.js';
+import { PathTrackingIO } from '../store/path-tracking-io.js';
 
 export type FaultKind = 'write' | 'fdatasync' | 'open' | 'rename';
 
@@ -8,8 +9,7 @@ export type FaultKind = 'write' | 'fdatasync' | 'open' | 'rename';
  * every later one of that kind until clear() (a full or failing disk stays so).
  * Opens for reading ('r') are never failed: the point is that reads go on.
  */
-export class FaultIO implements StoreIO {
-  private readonly paths = new Map<number, string>();
+export class FaultIO extends PathTrackingIO {
   private kind: FaultKind | null = null;
   private at = 0;
   private seen = 0;
@@ -39,46 +39,30 @@ export class FaultIO implements StoreIO {
     }
   }
 
-  async open(path: string, flags: string): Promise<number> {
+  override async open(path: string, flags: string): Promise<number> {
     if (flags !== 'r') this.check('open', path);
-    const fd = await nodeIO.open(path, flags);
-    this.paths.set(fd, path);
-    return fd;
+    return super.open(path, flags);
   }
-  close(fd: number): Promise<void> {
-    this.paths.delete(fd);
-    return nodeIO.close(fd);
-  }
-  async write(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  override async write(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     try {
       this.check('write', this.paths.get(fd));
     } catch (e) {
       if (this.torn && length > 1) await nodeIO.write(fd, buf, offset, length >> 1, position);
       throw e;
     }
-    return nodeIO.write(fd, buf, offset, length, position);
+    return super.write(fd, buf, offset, length, position);
   }
-  async fdatasync(fd: number): Promise<void> {
+  override async fdatasync(fd: number): Promise<void> {
     this.check('fdatasync', this.paths.get(fd));
-    return nodeIO.fdatasync(fd);
+    return super.fdatasync(fd);
   }
-  async rename(from: string, to: string): Promise<void> {
+  override async rename(from: string, to: string): Promise<void> {
     this.check('rename', to);
-    return nodeIO.rename(from, to);
+    return super.rename(from, to);
   }
   /** Preallocation writes zeros: it fails as a write would (a full disk is full for it too). */
-  async allocate(fd: number, position: number, length: number): Promise<void> {
+  override async allocate(fd: number, position: number, length: number): Promise<void> {
     this.check('write', this.paths.get(fd));
-    return nodeIO.allocate!(fd, position, length);
+    return super.allocate(fd, position, length);
   }
-  read = nodeIO.read;
-  ftruncate = nodeIO.ftruncate;
-  fsize = nodeIO.fsize;
-  size = nodeIO.size;
-  readFile = nodeIO.readFile;
-  readdir = nodeIO.readdir;
-  mkdir = nodeIO.mkdir;
-  unlink = nodeIO.unlink;
-  rmdir = nodeIO.rmdir;
-  fsyncDir = nodeIO.fsyncDir;
 }

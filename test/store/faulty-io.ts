@@ -1,4 +1,5 @@
-import { type StoreIO, nodeIO } from '../../lib/store/io.js';
+import { nodeIO } from '../../lib/store/io.js';
+import { PathTrackingIO } from './path-tracking-io.js';
 
 const errno = (code: string) => Object.assign(new Error(`${code}: injected fault`), { code });
 
@@ -7,8 +8,7 @@ const errno = (code: string) => Object.assign(new Error(`${code}: injected fault
  * to a segment file (optionally after writing part of it), fail fdatasync,
  * and count bytes read.
  */
-export class FaultyIO implements StoreIO {
-  readonly paths = new Map<number, string>();
+export class FaultyIO extends PathTrackingIO {
   segmentWrites = 0;
   bytesRead = 0;
   /** 1-based index of the segment (.log) write that fails; 0 = none. */
@@ -19,17 +19,7 @@ export class FaultyIO implements StoreIO {
   failFdatasync = false;
   segmentSyncs = 0;
 
-  open(path: string, flags: string): Promise<number> {
-    return nodeIO.open(path, flags).then(fd => {
-      this.paths.set(fd, path);
-      return fd;
-    });
-  }
-  close(fd: number): Promise<void> {
-    this.paths.delete(fd);
-    return nodeIO.close(fd);
-  }
-  async write(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  override async write(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     if (this.paths.get(fd)?.endsWith('.log')) {
       this.segmentWrites++;
       if (this.segmentWrites === this.failSegmentWriteAt) {
@@ -37,34 +27,24 @@ export class FaultyIO implements StoreIO {
         throw errno(this.failCode);
       }
     }
-    return nodeIO.write(fd, buf, offset, length, position);
+    return super.write(fd, buf, offset, length, position);
   }
-  async read(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    const n = await nodeIO.read(fd, buf, offset, length, position);
+  override async read(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    const n = await super.read(fd, buf, offset, length, position);
     this.bytesRead += n;
     return n;
   }
-  fdatasync(fd: number): Promise<void> {
+  override fdatasync(fd: number): Promise<void> {
     if (this.paths.get(fd)?.endsWith('.log')) {
       if (this.failFdatasync) return Promise.reject(errno('EIO'));
       this.segmentSyncs++;
     }
-    return nodeIO.fdatasync(fd);
+    return super.fdatasync(fd);
   }
-  ftruncate = nodeIO.ftruncate;
-  /** Preallocation is not a segment write here: the counts above are of data writes. */
-  allocate = nodeIO.allocate;
-  fsize = nodeIO.fsize;
-  size = nodeIO.size;
-  async readFile(path: string): Promise<Buffer> {
-    const b = await nodeIO.readFile(path);
+  // allocate() passes through uncounted: preallocation is not a segment data write here.
+  override async readFile(path: string): Promise<Buffer> {
+    const b = await super.readFile(path);
     this.bytesRead += b.length;
     return b;
   }
-  readdir = nodeIO.readdir;
-  mkdir = nodeIO.mkdir;
-  rename = nodeIO.rename;
-  unlink = nodeIO.unlink;
-  rmdir = nodeIO.rmdir;
-  fsyncDir = nodeIO.fsyncDir;
 }
