@@ -13,7 +13,7 @@ import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
-import { Consume, LogBusClient, LogBusServer, Subscribe } from '../lib/index.js';
+import { Consume, LogBusClient, LogBusContext, LogBusServer, Subscribe } from '../lib/index.js';
 
 const N = Number(process.argv[2] ?? 200_000);
 const BATCH = 1000;
@@ -70,14 +70,42 @@ async function measure(what: string, n: number, run: () => Promise<void>): Promi
   report(what, n, performance.now() - t0, process.cpuUsage(c0));
 }
 
+/**
+ * The floor any transport pays per event, with no broker at all: encode the
+ * payload to JSON bytes, decode it, and call the handler Nest registered
+ * (params, pipes, interceptors chain), in windows like the push path.
+ */
+async function nestHandlerFloor(server: LogBusServer, json: boolean): Promise<void> {
+  const handler = server.getHandlerByPattern('bench.push')!;
+  const payload = { i: 0, pad: 'x'.repeat(80) };
+  const ctx = new LogBusContext(['bench.push', undefined, Date.now(), undefined, {}, 1, undefined]);
+  for (let i = 0; i < N; i += BATCH) {
+    const window: unknown[] = [];
+    for (let j = 0; j < BATCH; j++) {
+      payload.i = i + j;
+      window.push(json ? handler(JSON.parse(Buffer.from(JSON.stringify(payload)).toString('utf8')), ctx) : handler(payload, ctx));
+    }
+    await Promise.all(window);
+  }
+}
+
 async function main(): Promise<void> {
   const dataDir = await mkdtemp(join(tmpdir(), 'logbus-bench-nest-'));
-  const app = await NestFactory.createMicroservice(BenchModule, { strategy: new LogBusServer({ dataDir }), logger: ['error'] });
+  const server = new LogBusServer({ dataDir });
+  const app = await NestFactory.createMicroservice(BenchModule, { strategy: server, logger: ['error'] });
   await app.listen();
   const client = new LogBusClient({ dataDir });
   await client.connect();
   try {
     console.log(`${N} messages of ~100 B, batches of ${BATCH}, ${WINDOW} batches in flight, fsync 'always'`);
+    await measure('floor: Nest handler alone', N, async () => {
+      await nestHandlerFloor(server, false);
+      counts.push = 0;
+    });
+    await measure('floor: JSON + Nest handler, no bus', N, async () => {
+      await nestHandlerFloor(server, true);
+      counts.push = 0;
+    });
     await measure('publish → push handler', N, async () => {
       await publishAll(client, 'bench.push');
       await untilCount('push');

@@ -421,8 +421,9 @@ export class WireConnection implements BusConnection {
     });
   }
 
+  /** Requests, answers and control frames: someone waits for each, so they leave at the end of this job. */
   private send(frame: Buffer): void {
-    this.outbox?.send(frame);
+    this.outbox?.sendSoon(frame);
   }
 
   private allocRequestId(): number {

@@ -1,6 +1,10 @@
 /**
  * Batches frames for one socket: everything queued in one turn of the event
- * loop goes out in one write (one syscall), and the socket's writable state
+ * loop goes out in one write (one syscall) at setImmediate. An answer or a
+ * request (sendSoon) instead leaves at the end of the current job, taking
+ * whatever is queued with it: the peer gets it before the work it unblocked
+ * runs here (a publisher starts its next window while we run its handlers),
+ * and at most one such early write happens per turn. The socket's writable state
  * is respected: while the kernel buffer is full the owner is told to stop
  * producing (onBlocked(true)); onBlocked(false) comes on 'drain', and after
  * any write the socket took without blocking.
@@ -11,7 +15,15 @@ export class Outbox {
   private queue: Buffer[] = [];
   private queuedBytes = 0;
   private scheduled: NodeJS.Immediate | undefined;
+  /** An early write is queued or done in this turn. */
+  private early = false;
   private blocked = false;
+  private readonly onImmediate = (): void => {
+    this.scheduled = undefined;
+    this.early = false;
+    this.write();
+  };
+  private readonly onMicrotask = (): void => this.write();
   /** Called just before a flush, so callers can add their own batches (acks, deliveries). */
   beforeFlush: (() => void) | undefined;
 
@@ -36,14 +48,24 @@ export class Outbox {
     return this.blocked;
   }
 
+  /** Queues a frame for this turn's batched write. */
   send(frame: Buffer): void {
     this.queue.push(frame);
     this.queuedBytes += frame.length;
     this.schedule();
   }
 
+  /** Queues a frame someone waits for (an answer, a request): out at the end of the current job. */
+  sendSoon(frame: Buffer): void {
+    this.send(frame);
+    if (!this.early) {
+      this.early = true;
+      queueMicrotask(this.onMicrotask);
+    }
+  }
+
   schedule(): void {
-    if (this.scheduled === undefined) this.scheduled = setImmediate(() => this.flush());
+    if (this.scheduled === undefined) this.scheduled = setImmediate(this.onImmediate);
   }
 
   flush(): void {
@@ -51,6 +73,10 @@ export class Outbox {
       clearImmediate(this.scheduled);
       this.scheduled = undefined;
     }
+    this.write();
+  }
+
+  private write(): void {
     this.beforeFlush?.();
     if (this.queue.length === 0 || this.socket.destroyed) {
       this.queue = [];

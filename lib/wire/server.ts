@@ -8,7 +8,10 @@
  * the CLIENT reports it done (DONE frames, batched), i.e. until its handler
  * finished — exactly as in process. A slow remote subscriber therefore fills
  * its own bounded buffer and has messages dropped and counted by the broker;
- * it never slows publishers, and this server never queues without bound.
+ * it never slows publishers, and this server never queues without bound:
+ * a delivery is charged at least its encoded size (deliveryCharge), so the
+ * frames queued towards a subscriber that stops reading stay within its
+ * buffer, long before maxOutboundBytes.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import net, { type Server as NetServer, type Socket } from 'node:net';
@@ -193,14 +196,22 @@ interface ConsumerEntry {
   pending: Map<number, Delivery>;
 }
 
-/** One message part per (value buffer, topic, offset): a message fanned out to many subscribers is encoded once. */
-const partCache = new WeakMap<Buffer, { topic: string; offset: number | undefined; part: Buffer }>();
+/**
+ * The last message encoded: the dispatcher hands one message to all its
+ * subscribers one after another, so it is encoded once for all of them. One
+ * entry, not a cache keyed by message: an encoding must not live as long as
+ * a slow subscriber holds the message (that doubled its real footprint).
+ */
+let last: Pick<Delivery, 'topic' | 'offset' | 'timestamp' | 'key' | 'headers' | 'value'> | undefined;
+let lastPart: Buffer | undefined;
 function messagePart(d: Delivery): Buffer {
-  const hit = partCache.get(d.value);
-  if (hit && hit.topic === d.topic && hit.offset === d.offset) return hit.part;
-  const part = encodeMessagePart(d);
-  partCache.set(d.value, { topic: d.topic, offset: d.offset, part });
-  return part;
+  const l = last;
+  if (l && l.value === d.value && l.headers === d.headers && l.topic === d.topic && l.offset === d.offset && l.timestamp === d.timestamp && l.key === d.key) {
+    return lastPart!;
+  }
+  lastPart = encodeMessagePart(d);
+  last = d;
+  return lastPart;
 }
 
 /** Copy of bytes that may share memory with a socket chunk, before the broker keeps them. */
@@ -287,7 +298,7 @@ class ServerConnection {
     switch (f.type) {
       case FrameType.PING:
         dec.empty(f.body, 'PING');
-        return this.outbox.send(enc.empty(FrameType.PONG, id));
+        return this.outbox.sendSoon(enc.empty(FrameType.PONG, id));
       case FrameType.PONG:
         return dec.empty(f.body, 'PONG');
       case FrameType.PRODUCE: {
@@ -407,7 +418,7 @@ class ServerConnection {
         if (this.calls.has(id)) throw new LogBusError('INVALID_ARGUMENT', `request id ${id} is already in flight`);
         if (this.calls.size >= this.opts.maxPending) {
           const err = new LogBusError('TIMEOUT', `too many requests in flight on this connection (limit ${this.opts.maxPending})`);
-          return this.outbox.send(enc.errorFrom(id, err, FrameType.RPC_ERROR));
+          return this.outbox.sendSoon(enc.errorFrom(id, err, FrameType.RPC_ERROR));
         }
         // error() may run synchronously (NO_RESPONDERS) before request() returns.
         let finished = false;
@@ -418,13 +429,13 @@ class ServerConnection {
               finished = true;
               this.calls.delete(id);
             }
-            this.outbox.send(enc.rpcReply(id, done, value));
+            this.outbox.sendSoon(enc.rpcReply(id, done, value));
           },
           error: err => {
             if (this.isClosed || finished) return;
             finished = true;
             this.calls.delete(id);
-            this.outbox.send(enc.errorFrom(id, err, FrameType.RPC_ERROR));
+            this.outbox.sendSoon(enc.errorFrom(id, err, FrameType.RPC_ERROR));
           },
         });
         if (!finished) this.calls.set(id, call);
@@ -516,7 +527,7 @@ class ServerConnection {
     this.updateReading();
     p.then(
       v => {
-        if (!this.isClosed) this.outbox.send(ok(v));
+        if (!this.isClosed) this.outbox.sendSoon(ok(v));
       },
       err => this.reply(requestId, err),
     ).finally(() => {
@@ -528,7 +539,7 @@ class ServerConnection {
   private reply(requestId: number, err: unknown): void {
     if (this.isClosed) return;
     if (!isLogBusError(err)) this.opts.logger.warn(`request from ${this.peer} failed: ${(err as Error)?.stack ?? err}`);
-    this.outbox.send(enc.errorFrom(requestId, err));
+    this.outbox.sendSoon(enc.errorFrom(requestId, err));
   }
 
   private onIncoming(serveId: number, req: RpcIncoming): void {
@@ -539,7 +550,7 @@ class ServerConnection {
     }
     const incomingId = ++this.incomingSeq;
     this.incoming.set(incomingId, req);
-    this.outbox.send(enc.rpcIncoming({ serveId, incomingId, pattern: req.pattern, value: req.value }));
+    this.outbox.sendSoon(enc.rpcIncoming({ serveId, incomingId, pattern: req.pattern, value: req.value }));
   }
 
   private deliver(kind: number, targetId: number, pending: Map<number, Delivery>, d: Delivery): void {

@@ -1,9 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import type { Delivery } from '../../lib/connection/types.js';
+import { DELIVERY_OVERHEAD } from '../../lib/broker/dispatcher.js';
 import { openBroker, until } from '../broker/helpers.js';
-
-/** Per-delivery bytes the dispatcher counts besides the payload (dispatcher.ts DELIVERY_OVERHEAD). */
-const OVERHEAD = 64;
 
 describe('a push subscriber that stops reading', () => {
   for (const durable of [false, true]) {
@@ -11,7 +9,7 @@ describe('a push subscriber that stops reading', () => {
       const { broker } = await openBroker({ topics: { feed: { durable } } });
       const c = broker.connect();
       const size = 1000;
-      const bufferBytes = 10 * (size + OVERHEAD);
+      const bufferBytes = 10 * (size + 'feed'.length + DELIVERY_OVERHEAD);
       const stuck: Delivery[] = [];
       const stuckSub = await c.subscribe({ pattern: 'feed', bufferBytes }, d => stuck.push(d)); // never calls done()
       const healthy: Delivery[] = [];

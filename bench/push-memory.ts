@@ -1,0 +1,117 @@
+/**
+ * Broker memory with a stuck push subscriber: does the subscriber buffer
+ * (`subscriberBufferBytes`, default 8 MiB) bound the broker's RSS?
+ *
+ * A standalone wire broker (bench/soak-broker.js, a child process), one
+ * subscriber that never finishes a message (its buffer fills, then drops),
+ * one fast subscriber beside it, and a producer publishing N × 100 B
+ * messages to a push-only topic (--no-stuck: without the stuck one). Broker VmRSS is printed before, at its peak
+ * and after; the fast subscriber must get every message and the stuck one's
+ * held + dropped must equal N.
+ *
+ *   npx tsc -p tsconfig.json && node .build/bench/push-memory.js [--n 2000000] [--size 100] [--batch 500]
+ *       [--inflight 8] [--buffer-bytes 8388608] [--durable] [--no-stuck]
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { Delivery, OutgoingMessage } from '../lib/connection/types.js';
+import { WireConnection } from '../lib/wire/client.js';
+
+const arg = (name: string, dflt: string): string => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+};
+const N = Number(arg('n', '2000000'));
+const SIZE = Number(arg('size', '100'));
+const BATCH = Number(arg('batch', '500'));
+const INFLIGHT = Number(arg('inflight', '8'));
+const BUFFER_BYTES = Number(arg('buffer-bytes', String(8 * 1024 * 1024)));
+const DURABLE = process.argv.includes('--durable');
+/** --no-stuck: the same run without the stuck subscriber, for the broker's baseline growth. */
+const STUCK = !process.argv.includes('--no-stuck');
+const TOPIC = 'bench.push';
+const MiB = 1024 * 1024;
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function startBroker(): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const script = fileURLToPath(new URL('./soak-broker.js', import.meta.url));
+  const options = { dataDir: ':memory:', port: 0, topics: { [TOPIC]: { durable: DURABLE } }, retentionCheckMs: 0 };
+  const child = spawn(process.execPath, [script, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', code => reject(new Error(`broker exited with ${code}`)));
+  });
+  const { listening, pid } = JSON.parse(line) as { listening: number; pid: number };
+  const exited = new Promise<void>(r => child.once('exit', () => r()));
+  return { port: listening, pid, stop: () => (child.kill('SIGTERM'), exited) };
+}
+
+async function connect(port: number): Promise<WireConnection> {
+  const c = new WireConnection({ url: `logbus://127.0.0.1:${port}`, token: undefined, rpcTimeoutMs: 60_000 });
+  await c.connect();
+  return c;
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) return false;
+    await new Promise(r => setTimeout(r, 50));
+  }
+  return true;
+}
+
+async function main(): Promise<void> {
+  const broker = await startBroker();
+  const subs = await connect(broker.port);
+  const producer = await connect(broker.port);
+  const stuck: Delivery[] = [];
+  if (STUCK) await subs.subscribe({ pattern: TOPIC, bufferBytes: BUFFER_BYTES }, d => void stuck.push(d)); // never done()
+  let fast = 0;
+  const fastSub = await subs.subscribe({ pattern: TOPIC, bufferBytes: BUFFER_BYTES }, d => {
+    fast++;
+    fastSub.done(d);
+  });
+  await new Promise(r => setTimeout(r, 500));
+  const before = rssMiB(broker.pid);
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(broker.pid))), 200);
+
+  const msgs: OutgoingMessage[] = Array.from({ length: BATCH }, () => ({ value: Buffer.alloc(SIZE, 'x') }));
+  let sent = 0;
+  const t0 = performance.now();
+  const lane = async (): Promise<void> => {
+    while (sent < N) {
+      const k = Math.min(BATCH, N - sent);
+      sent += k;
+      await producer.produce(TOPIC, k === BATCH ? msgs : msgs.slice(0, k));
+    }
+  };
+  await Promise.all(Array.from({ length: INFLIGHT }, lane));
+  const produceMs = performance.now() - t0;
+  const complete = await waitUntil(() => fast === N, 120_000);
+  await new Promise(r => setTimeout(r, 1000));
+  clearInterval(sampler);
+  const after = rssMiB(broker.pid);
+  peak = Math.max(peak, after);
+  const stats = await producer.stats();
+  const stuckDropped = Object.entries(stats.dropped).find(([, n]) => n > 0)?.[1] ?? 0;
+
+  const f = (x: number): string => x.toFixed(1);
+  console.log(`push memory: ${N} × ${SIZE} B to a ${DURABLE ? 'durable' : 'push-only'} topic, stuck subscriber buffer ${BUFFER_BYTES / MiB} MiB`);
+  console.log(`  produced in ${(produceMs / 1000).toFixed(1)} s; fast subscriber got ${fast}/${N}${complete ? '' : ' (INCOMPLETE)'}`);
+  if (STUCK) console.log(`  stuck subscriber: held ${stuck.length}, dropped ${stuckDropped}, held + dropped ${stuck.length + stuckDropped === N ? '==' : '!='} ${N}`);
+  console.log(`  broker RSS MiB: before ${f(before)}, peak ${f(peak)}, after ${f(after)} (growth ${f(after - before)}, peak growth ${f(peak - before)})`);
+
+  await subs.close();
+  await producer.close();
+  await broker.stop();
+}
+
+await main();
