@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
+import fc from 'fast-check';
 import { LogBusError } from '../lib/errors.js';
 import { matchPattern, PatternTrie, validatePattern, validateTopicName } from '../lib/topic.js';
 import { resolveOptions, topicConfigFor } from '../lib/options.js';
@@ -22,6 +23,17 @@ describe('topic names', () => {
       expect(code(() => validateTopicName(name))).toBe('INVALID_TOPIC');
     },
   );
+  it('accepts exactly the dot-separated [A-Za-z0-9_-] segments (against the rule as a regex)', () => {
+    const rule = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+    const chars = fc.constantFrom(...'aZ09_-.*> /é'.split(''));
+    fc.assert(
+      fc.property(fc.array(chars, { maxLength: 12 }).map(a => a.join('')), name => {
+        expect(code(() => validateTopicName(name))).toBe(rule.test(name) ? undefined : 'INVALID_TOPIC');
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('rejects non-strings', () => {
     expect(code(() => validateTopicName(42))).toBe('INVALID_TOPIC');
   });
