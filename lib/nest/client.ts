@@ -52,6 +52,36 @@ interface PendingEmit {
   reject(err: unknown): void;
 }
 
+/** An emit() waiting in a batch, settling its Subject directly (methods on the prototype, nothing allocated per event). */
+class SubjectEmit implements PendingEmit {
+  constructor(
+    readonly message: OutgoingMessage,
+    private readonly subject: Subject<unknown>,
+  ) {}
+
+  resolve(result: ProduceResult): void {
+    settleSubject(this.subject, result);
+  }
+
+  reject(err: unknown): void {
+    this.subject.error(err);
+  }
+}
+
+function settleSubject<T>(subject: Subject<T>, value: T): void {
+  subject.next(value);
+  subject.complete();
+}
+
+/** The bus message of an event with the default JSON codec; throws INVALID_TOPIC. */
+function eventMessage(topic: string, packet: ReadPacket): OutgoingMessage {
+  validateTopicName(topic);
+  const message: OutgoingMessage = { value: encodeJson(packet.data) };
+  // Nest 12 packet metadata (setOnDispatchHook) travels as message headers
+  if (packet.metadata && Object.keys(packet.metadata).length > 0) message.headers = { ...packet.metadata };
+  return message;
+}
+
 const DEFAULT_READ_MAX = 100;
 /** Emits coalesced into one produce at most (the broker's own coalescing bounds). */
 const EMIT_BATCH_MESSAGES = 1000;
@@ -286,19 +316,20 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
       return super.emit<TResult, TInput>(pattern, data);
     }
     const result = new Subject<TResult>();
-    let published: Promise<TResult>;
     try {
-      published = this.dispatchEvent<TResult>(this.createPacket(pattern, data));
+      const packet = this.createPacket(pattern, data);
+      // (the dispatch hook inside createPacket may have closed the client)
+      if (this.codec.hasSerializer || !this.connection || this.closed) {
+        this.dispatchEvent<TResult>(packet).then(r => settleSubject(result, r), (e: unknown) => result.error(e));
+      } else {
+        // no Promise and no closures per event: the batch settles the Subject itself
+        const topic = this.normalizePattern(packet.pattern);
+        this.queueEmit(topic, new SubjectEmit(eventMessage(topic, packet), result as Subject<unknown>));
+      }
     } catch (e) {
-      published = Promise.reject(e);
+      // after return, as Nest's stream errs: the caller has subscribed by then
+      void Promise.resolve().then(() => result.error(e));
     }
-    published.then(
-      r => {
-        result.next(r);
-        result.complete();
-      },
-      (e: unknown) => result.error(e),
-    );
     return result;
   }
 
@@ -311,10 +342,7 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
     if (!this.connection || this.closed || this.codec.hasSerializer) return this.track(this.publishEvent(packet)) as Promise<T>;
     try {
       const topic = this.normalizePattern(packet.pattern);
-      validateTopicName(topic);
-      const message: OutgoingMessage = { value: encodeJson(packet.data) };
-      // Nest 12 packet metadata (setOnDispatchHook) travels as message headers
-      if (packet.metadata && Object.keys(packet.metadata).length > 0) message.headers = { ...packet.metadata };
+      const message = eventMessage(topic, packet);
       return new Promise<T>((resolve, reject) => this.queueEmit(topic, { message, resolve: resolve as (r: ProduceResult) => void, reject }));
     } catch (e) {
       return Promise.reject(e);
