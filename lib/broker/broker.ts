@@ -22,7 +22,8 @@ import type { AppendRecord, AppendResult, LogRecord, LogStore, TopicLog } from '
 import { GROUP_NAME_RULE, isValidGroupName, validateTopicName } from '../topic.js';
 import type { GroupMember } from './consumer-group.js';
 import { Dispatcher, type OutMessage, type PushSubscriber } from './dispatcher.js';
-import { GroupManager, validateConsumeSpec } from './group-manager.js';
+import { validateConsumeSpec } from '../connection/consume-spec.js';
+import { GroupManager } from './group-manager.js';
 import { consoleLogger, type BrokerLogger } from './logger.js';
 import { openBrokerStore } from './open-store.js';
 import { RpcRouter, type Responder, type RpcOwner } from './rpc-router.js';

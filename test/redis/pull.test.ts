@@ -322,12 +322,18 @@ describe('Redis driver: pull', () => {
     expect(got).toEqual(['before', 'after']);
   });
 
-  test('consume validates its spec', async () => {
+  test('consume validates its spec with the embedded broker\'s rules and codes', async () => {
     const conn = await bus.connection();
-    const bad = [spec('bad topic', 'g'), spec('t', ''), spec('t', 'g', { concurrency: 0 }), spec('t', 'g', { from: { offset: -1 } })];
-    for (const s of bad) {
-      const e = await conn.consume(s, () => undefined).catch(err => err);
-      expect(['INVALID_TOPIC', 'INVALID_ARGUMENT']).toContain((e as { code: string }).code);
+    const cases: Array<[ReturnType<typeof spec>, string, string]> = [
+      [spec('bad topic', 'g'), 'INVALID_TOPIC', 'bad topic'],
+      [spec('t', ''), 'INVALID_OPTION', "'group'"],
+      [spec('t', 'g', { concurrency: 0 }), 'INVALID_OPTION', "'concurrency'"],
+      [spec('t', 'g', { from: { offset: -1 } }), 'INVALID_OPTION', "'from'"],
+      [spec('t', 'g', { deadLetter: 't' }), 'INVALID_OPTION', "'deadLetter'"],
+    ];
+    for (const [s, code, names] of cases) {
+      const e = (await conn.consume(s, () => undefined).catch(err => err)) as { code: string; message: string };
+      expect({ code: e.code, names: e.message.includes(names) }).toEqual({ code, names: true });
     }
   });
 });

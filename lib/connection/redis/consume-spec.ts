@@ -1,7 +1,6 @@
 /** Checks on what consume() and resetGroup() are given, before anything reaches Redis. */
 import { LogBusError } from '../../errors.js';
-import { LIMITS } from '../../options.js';
-import { GROUP_NAME_RULE, isValidGroupName, validateTopicName } from '../../topic.js';
+import { GROUP_NAME_RULE, isValidGroupName } from '../../topic.js';
 import type { ConsumeSpec } from '../types.js';
 
 /** Group names as on the embedded broker. */
@@ -11,22 +10,8 @@ export function validateGroupName(group: unknown): asserts group is string {
   }
 }
 
-export function validateConsumeSpec(spec: ConsumeSpec): void {
-  validateTopicName(spec.topic);
-  const bad = (what: string) => new LogBusError('INVALID_ARGUMENT', `consume '${spec.topic}': ${what}`);
-  validateGroupName(spec.group);
-  if (!Number.isInteger(spec.concurrency) || spec.concurrency < 1 || spec.concurrency > LIMITS.maxConcurrency) {
-    throw bad(`concurrency must be an integer from 1 to ${LIMITS.maxConcurrency}`);
-  }
-  if (!Number.isInteger(spec.maxDeliver) || spec.maxDeliver < 1 || spec.maxDeliver > LIMITS.maxDeliver) {
-    throw bad(`maxDeliver must be an integer from 1 to ${LIMITS.maxDeliver}`);
-  }
-  if (!(spec.ackWaitMs > 0) || !Number.isFinite(spec.ackWaitMs)) throw bad('ackWaitMs must be a positive number');
-  if (!Array.isArray(spec.backoffMs) || spec.backoffMs.some(b => !(b >= 0) || !Number.isFinite(b))) {
-    throw bad('backoffMs must be an array of non-negative numbers');
-  }
-  if (spec.deadLetter !== false) validateTopicName(spec.deadLetter);
-}
+/** The same rules as the embedded broker's (INVALID_OPTION naming the option). */
+export { validateConsumeSpec } from '../consume-spec.js';
 
 /** Redis arguments for where a NEW group starts. */
 export function fromArgs(from: ConsumeSpec['from']): [string, string] {
