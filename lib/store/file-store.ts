@@ -4,6 +4,7 @@ import { DEFAULTS, type TopicConfig } from '../options.js';
 import { validateTopicName } from '../topic.js';
 import { Checkpoint, Coalescer } from './checkpoint.js';
 import { checkExtras, copyGroupOffset, loadedGroupOffset } from './group-offset-extras.js';
+import { DEFAULT_MAX_OPEN_FILES, FdPool, MIN_MAX_OPEN_FILES } from './fd-pool.js';
 import { FileTopicLog, type LogIOOptions } from './file-topic-log.js';
 import { type StoreIO, nodeIO } from './io.js';
 import { acquireLock } from './lock.js';
@@ -16,6 +17,8 @@ export interface FileStoreOptions extends StoreOptions {
   cacheBytes?: number;
   /** All topics together (plus at most one chunk per topic). Default 64 MiB. */
   cacheTotalBytes?: number;
+  /** Segment and index files open at once, all topics together (fd-pool.ts). Default 1024. */
+  maxOpenFiles?: number;
 }
 
 export const DEFAULT_CACHE_BYTES = 4 * 1024 * 1024;
@@ -62,6 +65,10 @@ export class FileStore implements LogStore {
     if (!['always', 'interval', 'never'].includes(opts.fsync)) {
       throw new LogBusError('INVALID_OPTION', `option 'fsync' is ${JSON.stringify(opts.fsync)}; expected 'always', 'interval' or 'never'`);
     }
+    const maxOpenFiles = opts.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES;
+    if (!Number.isSafeInteger(maxOpenFiles) || maxOpenFiles < MIN_MAX_OPEN_FILES) {
+      throw new LogBusError('INVALID_OPTION', `option 'maxOpenFiles' is ${JSON.stringify(opts.maxOpenFiles)}; expected an integer >= ${MIN_MAX_OPEN_FILES}`);
+    }
     const io = opts.io ?? nodeIO;
     const logger = opts.logger ?? consoleStoreLogger;
     const dataDir = opts.dataDir;
@@ -97,6 +104,7 @@ export class FileStore implements LogStore {
           logger,
           cacheBytes: opts.cacheBytes ?? DEFAULT_CACHE_BYTES,
           cacheBudget: { used: 0, limit: opts.cacheTotalBytes ?? DEFAULT_CACHE_TOTAL_BYTES },
+          fds: new FdPool(maxOpenFiles),
         },
         offsetsCkpt,
         configsCkpt,

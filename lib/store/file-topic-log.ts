@@ -153,12 +153,12 @@ export class FileTopicLog implements TopicLog {
       seg.index = new SegmentIndex();
       // Listed before its files are opened, so that closeFds() closes whatever did open when a later step fails (e.g. EMFILE).
       this.segments.push(seg);
-      seg.fd = await io.open(seg.logPath, 'w+');
-      seg.indexFd = await io.open(seg.indexPath, 'w+');
+      await this.createFiles(seg);
       await io.fsyncDir(this.dir);
     } else {
       for (let i = 0; i < bases.length; i++) {
         const seg = newSegment(this.dir, bases[i]);
+        seg.onDisk = true;
         this.segments.push(seg);
         if (i < bases.length - 1) {
           seg.sealed = true;
@@ -166,7 +166,10 @@ export class FileTopicLog implements TopicLog {
           seg.next = bases[i + 1];
           await openSealed(this.o, seg);
         } else {
+          await this.o.fds.reserve(2);
+          seg.slots = 2;
           await recoverActive(this.o, seg);
+          this.holdFiles(seg);
         }
         this.total += seg.size;
       }
@@ -178,6 +181,101 @@ export class FileTopicLog implements TopicLog {
 
   private active(): Segment {
     return this.segments[this.segments.length - 1];
+  }
+
+  // ------------------------------------------------------ segment files
+
+  /*
+   * A segment's log and index files stay open while it can be written
+   * (active, or sealed and not yet finalized), but only as long as the
+   * store's fd cap allows (fd-pool.ts): when the pool needs room it closes
+   * the files of the least recently used idle segments, and they are opened
+   * again ('r+': they exist, nothing is truncated) when next needed. Closing
+   * an fd changes nothing on disk: sizes, preallocated zeros and index
+   * entries stay as they were, and the Segment fields describing them too.
+   *
+   * Idle means none of the log's file I/O can be in flight: no flush loop
+   * running or scheduled (so no write, fdatasync, preallocation or finalize),
+   * not closing, and with fsync 'interval' no written but unsynced bytes (a
+   * writeback error must reach the fd whose fdatasync vouches for them).
+   * Reads open their own short-lived fd, reserved in the pool too.
+   */
+
+  private filesIdle(): boolean {
+    if (this.flushing || this.flushScheduled || this.closing) return false;
+    return !(this.o.fsync === 'interval' && this.dirty && !this.failed);
+  }
+
+  /** Creates a new segment's files (its first write, or a new topic). */
+  private async createFiles(seg: Segment): Promise<void> {
+    await this.o.fds.reserve(2);
+    seg.slots = 2;
+    seg.fd = await this.o.io.open(seg.logPath, 'w+');
+    seg.indexFd = await this.o.io.open(seg.indexPath, 'w+');
+    seg.onDisk = true;
+    this.holdFiles(seg);
+  }
+
+  /** Makes sure an existing segment's files are open (reopening them if the fd cap closed them). */
+  private async openFiles(seg: Segment): Promise<void> {
+    if (seg.fd >= 0 && seg.indexFd >= 0 && !seg.evicting) {
+      this.o.fds.touch(seg);
+      return;
+    }
+    seg.opening ??= this.reopenFiles(seg).finally(() => {
+      seg.opening = null;
+    });
+    return seg.opening;
+  }
+
+  private async reopenFiles(seg: Segment): Promise<void> {
+    while (seg.evicting) await seg.evicting;
+    if (seg.fd >= 0 && seg.indexFd >= 0) return;
+    await this.o.fds.reserve(2);
+    seg.slots = 2;
+    try {
+      seg.fd = await this.o.io.open(seg.logPath, 'r+');
+      seg.indexFd = await this.o.io.open(seg.indexPath, 'r+');
+    } catch (e) {
+      await this.closeFiles(seg);
+      throw e;
+    }
+    this.holdFiles(seg);
+  }
+
+  private holdFiles(seg: Segment): void {
+    this.o.fds.hold(seg, seg.slots, {
+      canClose: () => this.filesIdle(),
+      closeFiles: () => this.evictFiles(seg),
+    });
+  }
+
+  /** The pool's request (the fd cap): close now, reopen when needed. The pool counts them free. */
+  private evictFiles(seg: Segment): Promise<void> {
+    const fds = [seg.fd, seg.indexFd];
+    seg.fd = seg.indexFd = -1;
+    seg.slots = 0;
+    const closing = (async () => {
+      for (const fd of fds) if (fd >= 0) await this.o.io.close(fd).catch(() => {});
+    })();
+    seg.evicting = closing.finally(() => {
+      seg.evicting = null;
+    });
+    return seg.evicting;
+  }
+
+  /** Closes a segment's files for good (finalized, log closed, or a failed open) and returns its fds to the pool. */
+  private async closeFiles(seg: Segment, strict = false): Promise<void> {
+    this.o.fds.forget(seg);
+    while (seg.evicting) await seg.evicting;
+    const fds = [seg.fd, seg.indexFd];
+    seg.fd = seg.indexFd = -1;
+    let error: unknown = null;
+    for (const fd of fds) if (fd >= 0) await this.o.io.close(fd).catch(e => void (error ??= e));
+    this.o.fds.release(seg.slots);
+    seg.slots = 0;
+    // finalize() reports a failed close (as before the cap); the fd is gone either way.
+    if (strict && error) throw error;
   }
 
   // -------------------------------------------------------------- append
@@ -301,6 +399,7 @@ export class FileTopicLog implements TopicLog {
       }
     } finally {
       this.flushing = false;
+      this.o.fds.idle();
     }
   }
 
@@ -310,14 +409,15 @@ export class FileTopicLog implements TopicLog {
     const touched = new Set<Segment>();
     for (const c of chunks) {
       const seg = c.seg;
-      if (seg.fd < 0) {
+      if (!seg.onDisk) {
         // Earlier segments must be synced before a later one exists on disk, or a
         // power loss leaves a hole inside a sealed segment (CORRUPT for good).
         await this.finalizeWritten(touched);
-        seg.fd = await io.open(seg.logPath, 'w+');
-        seg.indexFd = await io.open(seg.indexPath, 'w+');
+        await this.createFiles(seg);
         // The new segment's name must survive a crash before any ack depends on it.
         await io.fsyncDir(this.dir);
+      } else {
+        await this.openFiles(seg);
       }
       await writeFully(io, seg.fd, c.buf, c.start, c.end - c.start, c.segPos);
       seg.written = c.segPos + (c.end - c.start);
@@ -336,14 +436,16 @@ export class FileTopicLog implements TopicLog {
     // open and retention, which only deletes finalized segments, never sees it).
     await this.finalizeWritten(touched);
     if (sync) {
-      const synced = this.o.fsync === 'always' ? [...touched] : [this.active()];
+      const synced = (this.o.fsync === 'always' ? [...touched] : [this.active()]).filter(s => s.onDisk);
       for (const seg of synced) {
-        if (seg.fd >= 0) await io.fdatasync(seg.fd);
+        // Open already, unless the fd cap closed them while nothing was left to sync.
+        await this.openFiles(seg);
+        await io.fdatasync(seg.fd);
       }
       this.dirty = false;
       // Only now: an index entry on disk must never point at log bytes a power
       // loss can still take (recovery trusts entries and scans from the last one).
-      for (const seg of synced) if (seg.fd >= 0) await this.persistIndex(seg);
+      for (const seg of synced) await this.persistIndex(seg);
     }
   }
 
@@ -393,7 +495,7 @@ export class FileTopicLog implements TopicLog {
     const segs = this.segments.slice(0, -1);
     for (let i = segs.length - 1; i >= 0 && !segs[i].finalized; i--) {
       const seg = segs[i];
-      if (seg.sealed && seg.fd >= 0 && seg.written === seg.size) {
+      if (seg.sealed && seg.onDisk && seg.written === seg.size) {
         await this.finalize(seg);
         touched.delete(seg);
       }
@@ -418,15 +520,14 @@ export class FileTopicLog implements TopicLog {
   /** A sealed segment gets its end entry, is synced (unless fsync 'never') and closed. */
   private async finalize(seg: Segment): Promise<void> {
     const io = this.o.io;
+    await this.openFiles(seg);
     // Log bytes and the file's final size first, then the end entry that vouches
     // for them (see writeChunks): open() trusts a sealed segment whose end entry matches its size.
     await this.trimPreallocated(seg);
     if (this.o.fsync !== 'never') await io.fdatasync(seg.fd);
     await this.writeEndEntry(seg);
     if (this.o.fsync !== 'never') await io.fdatasync(seg.indexFd);
-    await io.close(seg.fd);
-    await io.close(seg.indexFd);
-    seg.fd = seg.indexFd = -1;
+    await this.closeFiles(seg, true);
     seg.finalized = true;
   }
 
@@ -608,9 +709,11 @@ export class FileTopicLog implements TopicLog {
       const avg = seg.next > seg.base ? seg.size / (seg.next - seg.base) : 1024;
       const wanted = Math.min(maxBytes === Infinity ? MAX_READ_WINDOW : maxBytes + 64 * 1024, (maxRecords - out.length) * avg * 1.1);
       const window = Math.min(MAX_READ_WINDOW, Math.max(16 * 1024, INDEX_INTERVAL + wanted));
-      const fd = await io.open(seg.logPath, 'r');
+      await this.o.fds.reserve(1);
       let full = false;
+      let fd = -1;
       try {
+        fd = await io.open(seg.logPath, 'r');
         let buf = Buffer.allocUnsafe(Math.min(window, Math.max(end - pos, BATCH_HEADER)));
         while (pos < end && !full) {
           const n = await readFully(io, fd, buf, 0, Math.min(buf.length, end - pos), pos);
@@ -650,7 +753,8 @@ export class FileTopicLog implements TopicLog {
           if (out.length > decodedBefore && !full) buf = Buffer.allocUnsafe(buf.length);
         }
       } finally {
-        await io.close(fd);
+        if (fd >= 0) await io.close(fd);
+        this.o.fds.release(1);
       }
       if (full) return;
       if (seg.sealed && seg.finalized && expect !== seg.next) {
@@ -682,8 +786,10 @@ export class FileTopicLog implements TopicLog {
       const e = index.floorByTime(ts);
       let pos = index.pos[e];
       let expect = seg.base + index.rel[e];
-      const fd = await io.open(seg.logPath, 'r');
+      await this.o.fds.reserve(1);
+      let fd = -1;
       try {
+        fd = await io.open(seg.logPath, 'r');
         let buf = Buffer.allocUnsafe(Math.min(READ_WINDOW, Math.max(seg.written - pos, BATCH_HEADER)));
         while (pos < seg.written) {
           const n = await readFully(io, fd, buf, 0, Math.min(buf.length, seg.written - pos), pos);
@@ -704,7 +810,8 @@ export class FileTopicLog implements TopicLog {
           pos += p;
         }
       } finally {
-        await io.close(fd);
+        if (fd >= 0) await io.close(fd);
+        this.o.fds.release(1);
       }
     }
     return this.visibleNext;
@@ -759,11 +866,12 @@ export class FileTopicLog implements TopicLog {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.flush().catch(() => {});
-    while (this.flushing) await new Promise(r => setImmediate(r));
+    while (this.flushing || this.flushScheduled) await new Promise(r => setImmediate(r));
     this.closed = true;
     const seg = this.active();
     try {
-      if (!this.failed && seg.fd >= 0 && seg.indexFd >= 0) {
+      if (!this.failed && seg.onDisk) {
+        await this.openFiles(seg);
         await this.trimPreallocated(seg);
         await this.o.io.fdatasync(seg.fd);
         await this.writeEndEntry(seg);
@@ -776,9 +884,6 @@ export class FileTopicLog implements TopicLog {
 
   private async closeFds(): Promise<void> {
     while (this.cache.length) this.evictOldest();
-    for (const seg of this.segments) {
-      for (const fd of [seg.fd, seg.indexFd]) if (fd >= 0) await this.o.io.close(fd).catch(() => {});
-      seg.fd = seg.indexFd = -1;
-    }
+    for (const seg of this.segments) await this.closeFiles(seg);
   }
 }

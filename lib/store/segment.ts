@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { FsyncMode } from '../options.js';
 import { BATCH_HEADER, MAX_BATCH_BYTES, checkBatch } from './batch-format.js';
+import type { FdPool } from './fd-pool.js';
 import { type StoreIO, readFully, writeFully } from './io.js';
 import { INDEX_ENTRY, INDEX_INTERVAL, SegmentIndex, decodeEntry } from './segment-index.js';
 import type { StoreLogger } from './types.js';
@@ -12,7 +13,7 @@ import type { StoreLogger } from './types.js';
 
 const SCAN_WINDOW = 1024 * 1024;
 
-export type SegmentIO = Pick<LogIOOptions, 'io' | 'fsync' | 'logger'>;
+export type SegmentIO = Pick<LogIOOptions, 'io' | 'fsync' | 'logger' | 'fds'>;
 
 export interface LogIOOptions {
   io: StoreIO;
@@ -23,6 +24,8 @@ export interface LogIOOptions {
   cacheBytes: number;
   /** Shared by all topics of a store: the cache total stays near `limit` (plus one chunk per topic). */
   cacheBudget: { used: number; limit: number };
+  /** Shared by all topics of a store: every segment file open is reserved here first (fd-pool.ts). */
+  fds: FdPool;
 }
 
 export interface Segment {
@@ -50,8 +53,17 @@ export interface Segment {
   indexLoading: Promise<SegmentIndex> | null;
   /** Entries already written to the index file (active segment). */
   persisted: number;
+  /** -1 when not open: never created, finalized, or closed by the fd cap (onDisk tells which). */
   fd: number;
   indexFd: number;
+  /** Both files exist: a later open must not create or truncate them. */
+  onDisk: boolean;
+  /** fds reserved in the pool for fd and indexFd (0 or 2). */
+  slots: number;
+  /** The pool is closing fd and indexFd (the cap): wait for it before opening them again. */
+  evicting: Promise<void> | null;
+  /** Files being reopened, so two users do not open them twice. */
+  opening: Promise<void> | null;
   sealed: boolean;
   /** Sealed, fully written, end entry written, fds closed: safe to delete. */
   finalized: boolean;
@@ -75,6 +87,10 @@ export function newSegment(dir: string, base: number): Segment {
     persisted: 0,
     fd: -1,
     indexFd: -1,
+    onDisk: false,
+    slots: 0,
+    evicting: null,
+    opening: null,
     sealed: false,
     finalized: false,
   };
@@ -86,25 +102,34 @@ export async function openSealed(o: SegmentIO, seg: Segment): Promise<void> {
   seg.size = seg.written = seg.allocated = await io.size(seg.logPath);
   const idxSize = await io.size(seg.indexPath);
   if (idxSize >= INDEX_ENTRY) {
-    const fd = await io.open(seg.indexPath, 'r');
-    try {
-      const at = Math.floor(idxSize / INDEX_ENTRY) * INDEX_ENTRY - INDEX_ENTRY;
-      const buf = Buffer.alloc(INDEX_ENTRY);
-      await readFully(io, fd, buf, 0, INDEX_ENTRY, at);
-      const e = decodeEntry(buf, 0);
-      if (e && e.pos === seg.size && e.rel === seg.next - seg.base) {
-        seg.maxTs = e.maxTs;
-        return;
+    const trusted = await o.fds.using(1, async () => {
+      const fd = await io.open(seg.indexPath, 'r');
+      try {
+        const at = Math.floor(idxSize / INDEX_ENTRY) * INDEX_ENTRY - INDEX_ENTRY;
+        const buf = Buffer.alloc(INDEX_ENTRY);
+        await readFully(io, fd, buf, 0, INDEX_ENTRY, at);
+        const e = decodeEntry(buf, 0);
+        if (e && e.pos === seg.size && e.rel === seg.next - seg.base) {
+          seg.maxTs = e.maxTs;
+          return true;
+        }
+        return false;
+      } finally {
+        await io.close(fd);
       }
-    } finally {
-      await io.close(fd);
-    }
+    });
+    if (trusted) return;
   }
   await rebuildSealed(o, seg);
 }
 
 /** Scans a whole sealed segment to rebuild its index; reports damage, cuts only provable garbage. */
-export async function rebuildSealed(o: SegmentIO, seg: Segment): Promise<{ index: SegmentIndex; cut: number }> {
+export function rebuildSealed(o: SegmentIO, seg: Segment): Promise<{ index: SegmentIndex; cut: number }> {
+  // The log file and, at the end, its index file are open together.
+  return o.fds.using(2, () => rebuild(o, seg));
+}
+
+async function rebuild(o: SegmentIO, seg: Segment): Promise<{ index: SegmentIndex; cut: number }> {
   const io = o.io;
   const index = new SegmentIndex();
   let cut = 0;
@@ -143,6 +168,7 @@ export async function rebuildSealed(o: SegmentIO, seg: Segment): Promise<{ index
  * After a crash only the active segment can have a torn tail. Its index
  * (written as it grew) says where the last indexed batch starts, so
  * recovery scans from there: open costs the unindexed tail, not the log.
+ * The caller has reserved seg's two fds in the pool; they stay open.
  */
 export async function recoverActive(o: SegmentIO, seg: Segment): Promise<void> {
   const io = o.io;

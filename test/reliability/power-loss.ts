@@ -90,8 +90,17 @@ const yieldSome = async (n: number) => {
  * contract), so only the other invariants are checked: contiguous, exact,
  * never garbage, never a damaged sealed segment.
  */
-/** Runs one seeded round of `cycles` power cycles in `dataDir` (a real, empty directory: only LOCK lives there for real). */
-export async function powerLossRound(seed: number, dataDir: string, cycles: number, fsync: 'always' | 'interval' = 'always'): Promise<RoundStats> {
+/**
+ * Runs one seeded round of `cycles` power cycles in `dataDir` (a real, empty directory: only LOCK lives there for real).
+ * `maxOpenFiles`: the store's fd cap (a small one makes segment files close and reopen all the time).
+ */
+export async function powerLossRound(
+  seed: number,
+  dataDir: string,
+  cycles: number,
+  fsync: 'always' | 'interval' = 'always',
+  maxOpenFiles?: number,
+): Promise<RoundStats> {
   const rng = prng(seed);
   const big = seed % 8 === 4;
   const disk = new SimDisk(rng);
@@ -168,7 +177,7 @@ export async function powerLossRound(seed: number, dataDir: string, cycles: numb
     let store: FileStore | undefined;
     const logs = new Map<string, FileTopicLog>();
     try {
-      store = await FileStore.open({ dataDir, fsync, io, logger, fsyncIntervalMs: 1, cacheBytes: rng() < 0.5 ? 0 : 4096 });
+      store = await FileStore.open({ dataDir, fsync, io, logger, fsyncIntervalMs: 1, cacheBytes: rng() < 0.5 ? 0 : 4096, maxOpenFiles });
       for (const t of TOPICS) logs.set(t, (await store.openTopic(t, config(rng, big))) as FileTopicLog);
     } catch (e) {
       if (!lost) throw e;

@@ -7,10 +7,13 @@ import { type StoreIO, nodeIO } from '../../lib/store/io.js';
  */
 export class PathTrackingIO implements StoreIO {
   readonly paths = new Map<number, string>();
+  /** The most fds open at once (opens through this IO; readFile and fsyncDir use their own). */
+  maxOpen = 0;
 
   async open(path: string, flags: string): Promise<number> {
     const fd = await nodeIO.open(path, flags);
     this.paths.set(fd, path);
+    this.maxOpen = Math.max(this.maxOpen, this.paths.size);
     return fd;
   }
   close(fd: number): Promise<void> {
