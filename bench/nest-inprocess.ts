@@ -3,7 +3,8 @@
  * (default fsync 'always'): publish → push handler, publish → pull handler
  * with ack, RPC round trips (one at a time and 100 in flight).
  *
- *   npx tsc -p tsconfig.json && node .build/bench/nest-inprocess.js [messages]
+ *   npx tsc -p tsconfig.json && node .build/bench/nest-inprocess.js [messages] [--only push|pull|rpc|floor]
+ *   (--only runs one kind of row, e.g. under --cpu-prof)
  */
 import 'reflect-metadata';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,7 +16,8 @@ import { MessagePattern, Payload } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
 import { Consume, LogBusClient, LogBusContext, LogBusServer, Subscribe } from '../lib/index.js';
 
-const N = Number(process.argv[2] ?? 200_000);
+const N = Number(process.argv.slice(2).find(a => /^\d+$/.test(a)) ?? 200_000);
+const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 const BATCH = 1000;
 const WINDOW = 8;
 const RPCS = 5_000;
@@ -64,6 +66,7 @@ function report(what: string, n: number, ms: number, cpu: NodeJS.CpuUsage): void
 }
 
 async function measure(what: string, n: number, run: () => Promise<void>): Promise<void> {
+  if (ONLY !== undefined && !what.toLowerCase().includes(ONLY)) return;
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   await run();
