@@ -20,11 +20,8 @@ import type { Delivery, OutgoingMessage } from '../lib/connection/types.js';
 import type { FsyncMode } from '../lib/options.js';
 import { LogBroker } from '../lib/wire/log-broker.js';
 import { WireConnection } from '../lib/wire/client.js';
+import { arg, produceAll } from './common.js';
 
-const arg = (name: string, dflt: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-};
 const TOPIC = 'bench.memory';
 const GROUP = 'lagging';
 const SELF = fileURLToPath(import.meta.url);
@@ -56,15 +53,8 @@ async function producerRole(): Promise<void> {
   const msgs: OutgoingMessage[] = Array.from({ length: batch }, () => ({ value: Buffer.alloc(100, 'x') }));
   let sent = 0;
   const t0 = performance.now();
-  const lane = async (): Promise<void> => {
-    while (sent < n) {
-      const k = Math.min(batch, n - sent);
-      sent += k;
-      await c.produce(TOPIC, k === batch ? msgs : msgs.slice(0, k));
-    }
-  };
   const progress = setInterval(() => process.send!({ produced: sent }), 1000);
-  await Promise.all(Array.from({ length: inflight }, lane));
+  await produceAll(c, TOPIC, msgs, n, inflight, s => (sent = s));
   clearInterval(progress);
   process.send!({ produced: sent, done: true, ms: performance.now() - t0 });
   await c.close();

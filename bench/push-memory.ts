@@ -18,11 +18,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Delivery, OutgoingMessage } from '../lib/connection/types.js';
 import { WireConnection } from '../lib/wire/client.js';
+import { arg, produceAll } from './common.js';
 
-const arg = (name: string, dflt: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-};
 const N = Number(arg('n', '2000000'));
 const SIZE = Number(arg('size', '100'));
 const BATCH = Number(arg('batch', '500'));
@@ -84,16 +81,8 @@ async function main(): Promise<void> {
   const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(broker.pid))), 200);
 
   const msgs: OutgoingMessage[] = Array.from({ length: BATCH }, () => ({ value: Buffer.alloc(SIZE, 'x') }));
-  let sent = 0;
   const t0 = performance.now();
-  const lane = async (): Promise<void> => {
-    while (sent < N) {
-      const k = Math.min(BATCH, N - sent);
-      sent += k;
-      await producer.produce(TOPIC, k === BATCH ? msgs : msgs.slice(0, k));
-    }
-  };
-  await Promise.all(Array.from({ length: INFLIGHT }, lane));
+  await produceAll(producer, TOPIC, msgs, N, INFLIGHT);
   const produceMs = performance.now() - t0;
   const complete = await waitUntil(() => fast === N, 120_000);
   await new Promise(r => setTimeout(r, 1000));

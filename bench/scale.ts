@@ -17,11 +17,8 @@ import { join } from 'node:path';
 import { Broker } from '../lib/broker/broker.js';
 import type { BusConnection, Consumer, Delivery, Subscription } from '../lib/connection/types.js';
 import type { TopicConfig } from '../lib/options.js';
+import { arg } from './common.js';
 
-const arg = (name: string, dflt: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-};
 const N = Number(arg('n', '200000'));
 const REPS = Number(arg('reps', '3'));
 const GROUPS_N = Number(arg('groups-n', '20000'));
