@@ -73,6 +73,8 @@ export class Outbox {
       clearImmediate(this.scheduled);
       this.scheduled = undefined;
     }
+    // no immediate is left to end the turn: the next answer may go early again
+    this.early = false;
     this.write();
   }
 

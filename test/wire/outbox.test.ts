@@ -73,6 +73,17 @@ describe('Outbox batching', () => {
     expect(writes).toEqual(['okbatch']);
   });
 
+  it('an explicit flush() does not hold back the next answer until the turn ends', async () => {
+    const { socket, writes } = recordingSocket();
+    const out = new Outbox(socket, () => {});
+    out.sendSoon(frame('a'));
+    out.flush();
+    await Promise.resolve();
+    out.sendSoon(frame('b'));
+    await Promise.resolve();
+    expect(writes).toEqual(['a', 'b']);
+  });
+
   it('writes nothing after clear()', async () => {
     const { socket, writes } = recordingSocket();
     const out = new Outbox(socket, () => {});
