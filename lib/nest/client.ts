@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { ClientProxy, RpcException, type ReadPacket, type WritePacket } from '@nestjs/microservices';
-import { Observable, Subject } from 'rxjs';
+import { Observable, type Subscriber } from 'rxjs';
 import { createConnection } from '../connection/factory.js';
 import type {
   BusConnection,
@@ -52,25 +52,70 @@ interface PendingEmit {
   reject(err: unknown): void;
 }
 
-/** An emit() waiting in a batch, settling its Subject directly (methods on the prototype, nothing allocated per event). */
-class SubjectEmit implements PendingEmit {
-  constructor(
-    readonly message: OutgoingMessage,
-    private readonly subject: Subject<unknown>,
-  ) {}
+/**
+ * What emit() returns, and its place in the batch at once. Hot, as Nest's
+ * stream is: the publish starts whether or not anyone subscribes. A
+ * subscriber gets the result and completion; one that subscribes after
+ * that gets what a late subscriber of Nest's stream gets (just completion,
+ * or the error). Lighter than a Subject per event: one subscriber is kept
+ * without an array, and nothing else is allocated.
+ */
+class EmitResult<T> extends Observable<T> implements PendingEmit {
+  message: OutgoingMessage = EMPTY_MESSAGE;
+  private state = EmitState.Pending;
+  private failure: unknown;
+  private first: Subscriber<T> | undefined;
+  private more: Subscriber<T>[] | undefined;
+
+  constructor() {
+    super(attachToEmit as (this: Observable<T>, s: Subscriber<T>) => void);
+  }
+
+  attach(s: Subscriber<T>): void {
+    if (this.state === EmitState.Done) s.complete();
+    else if (this.state === EmitState.Failed) s.error(this.failure);
+    else if (this.first === undefined) this.first = s;
+    else (this.more ??= []).push(s);
+  }
 
   resolve(result: ProduceResult): void {
-    settleSubject(this.subject, result);
+    this.settle(EmitState.Done, result);
   }
 
   reject(err: unknown): void {
-    this.subject.error(err);
+    this.failure = err;
+    this.settle(EmitState.Failed, undefined);
+  }
+
+  private settle(state: EmitState, value: unknown): void {
+    if (this.state !== EmitState.Pending) return;
+    this.state = state;
+    const { first, more } = this;
+    this.first = this.more = undefined;
+    if (first) deliverTo(first, state, value, this.failure);
+    if (more) for (const s of more) deliverTo(s, state, value, this.failure);
   }
 }
 
-function settleSubject<T>(subject: Subject<T>, value: T): void {
-  subject.next(value);
-  subject.complete();
+const enum EmitState {
+  Pending,
+  Done,
+  Failed,
+}
+
+const EMPTY_MESSAGE: OutgoingMessage = { value: Buffer.alloc(0) };
+
+/** Observable's subscribe function for EmitResult: shared, `this` is the instance. */
+function attachToEmit<T>(this: EmitResult<T>, s: Subscriber<T>): void {
+  this.attach(s);
+}
+
+function deliverTo<T>(s: Subscriber<T>, state: EmitState, value: unknown, failure: unknown): void {
+  if (state === EmitState.Failed) s.error(failure);
+  else {
+    s.next(value as T);
+    s.complete();
+  }
 }
 
 /** The bus message of an event with the default JSON codec; throws INVALID_TOPIC. */
@@ -306,29 +351,31 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
   /**
    * Nest's emit() runs connect() and then dispatchEvent() through defer,
    * mergeMap and a connectable Subject, for every event. Once connected this
-   * does the same with one Subject: the publish starts at once (hot, as
-   * Nest's), subscribers get the result and completion, a late subscriber
-   * gets what a late subscriber of Nest's stream gets (the error, or just
-   * completion).
+   * does the same with one EmitResult, which behaves as that stream does
+   * (see EmitResult).
    */
   override emit<TResult = ProduceResult, TInput = unknown>(pattern: unknown, data: TInput): Observable<TResult> {
     if (this.connection === undefined || this.closed || pattern === null || pattern === undefined || data === null || data === undefined) {
       return super.emit<TResult, TInput>(pattern, data);
     }
-    const result = new Subject<TResult>();
+    const result = new EmitResult<TResult>();
     try {
       const packet = this.createPacket(pattern, data);
       // (the dispatch hook inside createPacket may have closed the client)
       if (this.codec.hasSerializer || !this.connection || this.closed) {
-        this.dispatchEvent<TResult>(packet).then(r => settleSubject(result, r), (e: unknown) => result.error(e));
+        this.dispatchEvent(packet).then(
+          r => result.resolve(r),
+          (e: unknown) => result.reject(e),
+        );
       } else {
-        // no Promise and no closures per event: the batch settles the Subject itself
+        // no Promise and no closures per event: the batch settles it
         const topic = this.normalizePattern(packet.pattern);
-        this.queueEmit(topic, new SubjectEmit(eventMessage(topic, packet), result as Subject<unknown>));
+        result.message = eventMessage(topic, packet);
+        this.queueEmit(topic, result);
       }
     } catch (e) {
       // after return, as Nest's stream errs: the caller has subscribed by then
-      void Promise.resolve().then(() => result.error(e));
+      void Promise.resolve().then(() => result.reject(e));
     }
     return result;
   }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { lastValueFrom } from 'rxjs';
+import { lastValueFrom, type Observable } from 'rxjs';
 import type { BusConnection, OutgoingMessage, ProduceResult } from '../../lib/connection/types.js';
 import { LogBusClient, LogBusError } from '../../lib/index.js';
 import type { ResolvedOptions } from '../../lib/options.js';
@@ -115,5 +115,29 @@ describe('emit() coalescing', () => {
     c.emit(topic, 'unobserved');
     await c.close();
     expect((await reader.read(topic)).map(m => m.data)).toEqual(['unobserved']);
+  });
+
+  it('emit(): every early subscriber gets the result; one subscribing after it settled gets what Nest\'s stream gives (completion, or the error)', async () => {
+    const c = new LogBusClient(options);
+    await c.connect();
+    const topic = uniqueTopic('coalesce.subs');
+    const seen = (o: Observable<unknown>) =>
+      new Promise<string[]>(resolve => {
+        const got: string[] = [];
+        o.subscribe({
+          next: v => got.push(`next ${(v as { offset: number }).offset}`),
+          error: (e: { code: string }) => resolve([...got, `error ${e.code}`]),
+          complete: () => resolve([...got, 'complete']),
+        });
+      });
+    const ok = c.emit(topic, 'x');
+    const [a, b] = await Promise.all([seen(ok), seen(ok)]);
+    expect([a, b]).toEqual([['next 0', 'complete'], ['next 0', 'complete']]);
+    expect(await seen(ok)).toEqual(['complete']);
+
+    const bad = c.emit('bad..topic', 1);
+    expect(await seen(bad)).toEqual(['error INVALID_TOPIC']);
+    expect(await seen(bad)).toEqual(['error INVALID_TOPIC']);
+    await c.close();
   });
 });
