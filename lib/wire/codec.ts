@@ -150,6 +150,15 @@ export class Reader {
     this.at += n;
     return b;
   }
+  /** bytes() in memory of their own (not a view that keeps the whole frame, or socket chunk, alive). */
+  bytesCopy(what = 'bytes'): Buffer {
+    const n = this.u32(`${what} length`);
+    this.need(n, what);
+    const b = Buffer.allocUnsafe(n);
+    this.buf.copy(b, 0, this.at, this.at + n);
+    this.at += n;
+    return b;
+  }
   str(what = 'string'): string {
     const n = this.u32(`${what} length`);
     this.need(n, what);
@@ -490,12 +499,15 @@ export const dec = {
   empty(body: Buffer, what: string): void {
     new Reader(body).end(what);
   },
-  produce(body: Buffer): ProduceBody {
+  /** ownValues: each value in memory of its own, for a broker that keeps them. */
+  produce(body: Buffer, ownValues = false): ProduceBody {
     const r = new Reader(body);
     const topic = r.str('topic');
     const n = r.count('messages', 9);
     const messages: ProduceBody['messages'] = [];
-    for (let i = 0; i < n; i++) messages.push({ key: r.optStr('key'), headers: r.headers(), value: r.bytes('value') });
+    for (let i = 0; i < n; i++) {
+      messages.push({ key: r.optStr('key'), headers: r.headers(), value: ownValues ? r.bytesCopy('value') : r.bytes('value') });
+    }
     r.end('PRODUCE');
     return { topic, messages };
   },

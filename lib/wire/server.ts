@@ -302,9 +302,8 @@ class ServerConnection {
       case FrameType.PONG:
         return dec.empty(f.body, 'PONG');
       case FrameType.PRODUCE: {
-        const b = dec.produce(f.body);
-        const msgs = b.messages.map(m => ({ key: m.key, headers: m.headers, value: own(m.value) }));
-        return this.track(id, s.produce(b.topic, msgs), r => enc.produced(id, r.map(x => x.offset)));
+        const b = dec.produce(f.body, true);
+        return this.track(id, s.produce(b.topic, b.messages), r => enc.produced(id, r.map(x => x.offset)));
       }
       case FrameType.SUBSCRIBE: {
         const b = dec.subscribe(f.body);
