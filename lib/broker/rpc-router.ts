@@ -23,24 +23,31 @@ export class Responder {
   ) {}
 }
 
-interface Pending {
-  readonly id: number;
-  readonly caller: RpcOwner;
-  readonly handler: RpcReplyHandler;
-  readonly responder: Responder;
-}
-
-class Incoming implements RpcIncoming {
+/**
+ * One request in flight: what the responder sees (RpcIncoming), what the
+ * caller holds (RpcCall) and the router's record, in one object.
+ */
+class Pending implements RpcIncoming, RpcCall {
   constructor(
     private readonly router: RpcRouter,
-    private readonly id: number,
+    readonly id: number,
+    readonly caller: RpcOwner,
+    readonly handler: RpcReplyHandler,
+    readonly responder: Responder,
     readonly pattern: string,
     readonly value: Buffer,
   ) {}
+
   reply(value: Buffer, done: boolean): void {
     this.router.reply(this.id, value, done);
   }
+
+  cancel(): void {
+    this.router.cancel(this.id);
+  }
 }
+
+const NOTHING_TO_CANCEL: RpcCall = { cancel: () => undefined };
 
 function safely(fn: () => void, onError: (e: unknown) => void): void {
   try {
@@ -109,55 +116,71 @@ export class RpcRouter {
   }
 
   request(caller: RpcOwner, pattern: string, value: Buffer, handler: RpcReplyHandler): RpcCall {
-    const fail = (err: LogBusError): RpcCall => {
-      // Never call back before request() has returned.
-      queueMicrotask(() => safely(() => handler.error(err), e => this.onHandlerError(`RPC error callback threw: ${(e as Error)?.message ?? e}`)));
-      return { cancel: () => undefined };
-    };
     try {
       RpcRouter.validatePattern(pattern);
       if (!Buffer.isBuffer(value)) throw new LogBusError('INVALID_ARGUMENT', 'an RPC request value must be a Buffer');
     } catch (e) {
-      return fail(e as LogBusError);
+      return this.failSoon(handler, e as LogBusError);
     }
     if (caller.pending >= this.maxPendingPerSession) {
-      return fail(
+      return this.failSoon(
+        handler,
         new LogBusError('INVALID_ARGUMENT', `${this.maxPendingPerSession} requests are already waiting for replies on this connection; wait for some to finish`),
       );
     }
     const slot = this.responders.get(pattern);
     if (!slot || slot.list.length === 0) {
-      return fail(new LogBusError('NO_RESPONDERS', `no live handler serves '${pattern.length > 100 ? pattern.slice(0, 100) + '…' : pattern}'`));
+      return this.failSoon(handler, new LogBusError('NO_RESPONDERS', `no live handler serves '${pattern.length > 100 ? pattern.slice(0, 100) + '…' : pattern}'`));
     }
     const responder = slot.list[slot.next++ % slot.list.length];
     if (slot.next >= slot.list.length) slot.next = 0;
     const id = ++this.seq;
-    const p: Pending = { id, caller, handler, responder };
+    const p = new Pending(this, id, caller, handler, responder, pattern, value);
     this.pending.set(id, p);
     caller.pending++;
     responder.pending.add(id);
-    const incoming = new Incoming(this, id, pattern, value);
-    queueMicrotask(() => {
-      if (!this.pending.has(id) || responder.closed) return;
-      safely(
-        () => responder.onRequest(incoming),
-        e => {
-          const err = new LogBusError('CONNECTION_LOST', `the handler of '${pattern}' failed to take the request: ${(e as Error)?.message ?? e}`);
-          const gone = this.take(id);
-          if (gone) safely(() => gone.handler.error(err), () => undefined);
-        },
-      );
-    });
-    return { cancel: () => void this.take(id) };
+    // Handed over after request() has returned; one microtask for all requests of this job.
+    if (this.toHandOver.push(p) === 1) queueMicrotask(this.handOver);
+    return p;
+  }
+
+  /** Requests made in this job, waiting for handOver. */
+  private toHandOver: Pending[] = [];
+
+  private readonly handOver = (): void => {
+    const batch = this.toHandOver;
+    this.toHandOver = [];
+    for (const p of batch) {
+      if (!this.pending.has(p.id) || p.responder.closed) continue;
+      try {
+        p.responder.onRequest(p);
+      } catch (e) {
+        const err = new LogBusError('CONNECTION_LOST', `the handler of '${p.pattern}' failed to take the request: ${(e as Error)?.message ?? e}`);
+        const gone = this.take(p.id);
+        if (gone) safely(() => gone.handler.error(err), () => undefined);
+      }
+    }
+  };
+
+  /** A request that fails before reaching a responder: never call back before request() has returned. */
+  private failSoon(handler: RpcReplyHandler, err: LogBusError): RpcCall {
+    queueMicrotask(() => safely(() => handler.error(err), e => this.onHandlerError(`RPC error callback threw: ${(e as Error)?.message ?? e}`)));
+    return NOTHING_TO_CANCEL;
   }
 
   reply(id: number, value: Buffer, done: boolean): void {
     const p = done ? this.take(id) : this.pending.get(id);
     if (!p) return; // cancelled, timed out at the caller, or caller gone
-    safely(
-      () => p.handler.reply(value, done),
-      e => this.onHandlerError(`RPC reply callback threw: ${(e as Error)?.message ?? e}`),
-    );
+    try {
+      p.handler.reply(value, done);
+    } catch (e) {
+      this.onHandlerError(`RPC reply callback threw: ${(e as Error)?.message ?? e}`);
+    }
+  }
+
+  /** The caller gives up (timeout, unsubscribe): a late reply is dropped. */
+  cancel(id: number): void {
+    this.take(id);
   }
 
   /** A calling session closes: its pending requests are forgotten; late replies are dropped. */
