@@ -27,17 +27,26 @@ export const DELIVERY_OVERHEAD = 384;
 export const HEADER_OVERHEAD = 16;
 
 /**
- * Bytes a delivery of `m` is charged in a subscriber's buffer. At least its
- * encoded size on the wire (ASCII strings), so the frames queued towards a
- * subscriber that does not read are bounded by its buffer too.
+ * A delivery's bytes: topic, payload, key and headers. With its subscriber's
+ * per-message overhead, what it is charged in the subscriber's buffer: at
+ * least its encoded size on the wire (ASCII strings), so the frames queued
+ * towards a subscriber that does not read are bounded by its buffer too.
  */
-export function deliveryCharge(topic: string, m: OutMessage): number {
-  let size = DELIVERY_OVERHEAD + topic.length + m.value.length;
+export function deliveryBytes(topic: string, m: OutMessage): number {
+  let size = topic.length + m.value.length;
   if (m.key !== undefined) size += m.key.length;
   const h = m.headers;
   for (const k in h) size += HEADER_OVERHEAD + k.length + h[k].length;
   return size;
 }
+
+/** What a delivery to subscriber `overhead` is charged (see deliveryBytes). */
+export function deliveryCharge(topic: string, m: OutMessage, overhead = DELIVERY_OVERHEAD): number {
+  return overhead + deliveryBytes(topic, m);
+}
+const EMPTY = Buffer.alloc(0);
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
 /** Bounds subscriptions per broker. */
 const MAX_SUBSCRIPTIONS = 1_000_000;
 
@@ -53,6 +62,8 @@ export class PushSubscriber {
     readonly queue: string | undefined,
     readonly bufferBytes: number,
     readonly onMessage: (d: Delivery) => void,
+    /** Charged per delivery besides its bytes (what its side keeps of one). */
+    readonly overhead: number = DELIVERY_OVERHEAD,
   ) {}
 
   /** Made once per subscriber, not per dropped message. */
@@ -71,9 +82,10 @@ export class PushDelivery implements Delivery {
   readonly group = undefined;
   readonly offset: number | undefined;
   readonly timestamp: number;
-  readonly key: string | undefined;
-  readonly headers: Record<string, string>;
-  readonly value: Buffer;
+  // not readonly: release() lets go of them
+  key: string | undefined;
+  headers: Record<string, string>;
+  value: Buffer;
   // #private: not enumerable, so encoding or spreading a delivery never drags the subscriber along.
   #subscriber: PushSubscriber | undefined;
   readonly #size: number;
@@ -92,6 +104,16 @@ export class PushDelivery implements Delivery {
     this.key = m.key;
     this.headers = m.headers;
     this.value = m.value;
+  }
+
+  /**
+   * The subscriber's side has what it needs of the message (a wire connection
+   * encoded it): only the record that settle() uses stays, not the payload.
+   */
+  release(): void {
+    this.value = EMPTY;
+    this.headers = NO_HEADERS;
+    this.key = undefined;
   }
 
   /** Frees its bytes in the subscriber's buffer, once. */
@@ -113,14 +135,14 @@ export class QueueGroup {
     readonly queue: string,
   ) {}
 
-  /** The next member with room for `size`, or the round-robin one (which will then drop). */
-  pick(size: number): PushSubscriber | undefined {
+  /** The next member with room for a delivery of `bytes`, or the round-robin one (which will then drop). */
+  pick(bytes: number): PushSubscriber | undefined {
     const n = this.members.length;
     if (n === 0) return undefined;
     const start = this.next % n;
     for (let i = 0; i < n; i++) {
       const m = this.members[(start + i) % n];
-      if (m.hasRoom(size)) {
+      if (m.hasRoom(bytes + m.overhead)) {
         this.next = (start + i + 1) % n;
         return m;
       }
@@ -159,9 +181,10 @@ export class Dispatcher {
     }
     if (typeof onMessage !== 'function') throw new LogBusError('INVALID_ARGUMENT', 'subscribe needs a message callback');
     const bufferBytes = spec.bufferBytes === undefined ? this.defaultBufferBytes : positiveInt(spec.bufferBytes, 'bufferBytes');
+    const overhead = spec.heldBytesPerMessage === undefined ? DELIVERY_OVERHEAD : positiveInt(spec.heldBytesPerMessage, 'heldBytesPerMessage');
     if (this.count >= MAX_SUBSCRIPTIONS) throw new LogBusError('INVALID_ARGUMENT', `too many subscriptions (limit ${MAX_SUBSCRIPTIONS})`);
     const id = `${spec.pattern}${spec.queue !== undefined ? `#${spec.queue}` : ''}@${owner}.${++this.seq}`;
-    const sub = new PushSubscriber(id, spec.pattern, spec.queue, bufferBytes, onMessage);
+    const sub = new PushSubscriber(id, spec.pattern, spec.queue, bufferBytes, onMessage, overhead);
     if (spec.queue === undefined) {
       this.trie.add(spec.pattern, sub);
     } else {
@@ -208,10 +231,10 @@ export class Dispatcher {
     this.trie.match(topic, t => targets.push(t));
     if (targets.length === 0) return;
     for (const m of messages) {
-      const size = deliveryCharge(topic, m);
+      const bytes = deliveryBytes(topic, m);
       for (const t of targets) {
-        const sub = t instanceof QueueGroup ? t.pick(size) : t;
-        if (sub && !sub.closed) this.deliver(topic, m, sub, size);
+        const sub = t instanceof QueueGroup ? t.pick(bytes) : t;
+        if (sub && !sub.closed) this.deliver(topic, m, sub, bytes + sub.overhead);
       }
     }
   }

@@ -55,6 +55,12 @@ export interface SubscribeSpec {
   queue?: string;
   /** bounded buffer: messages beyond this many bytes not yet done() are dropped and counted */
   bufferBytes?: number;
+  /**
+   * Internal: what the subscribing side keeps per message not yet done(),
+   * charged besides the message's bytes (default: a whole delivery, payload
+   * included). The wire server keeps a small record once it has encoded one.
+   */
+  heldBytesPerMessage?: number;
 }
 
 export type ConsumeFrom = 'earliest' | 'latest' | { offset: number } | { timestamp: number };

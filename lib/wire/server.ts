@@ -20,6 +20,7 @@ import type { BusConnection, Consumer, Delivery, RpcCall, RpcIncoming, Subscript
 import { isLogBusError, LogBusError } from '../errors.js';
 import { DEFAULTS, MiB, resolveOptions, type TopicConfig } from '../options.js';
 import type { InProcessConnection } from '../connection/in-process.js';
+import { PushDelivery } from '../broker/dispatcher.js';
 import { brokerName, DeliverBatch, dec, enc, encodeMessagePart, TARGET_CONSUMER, TARGET_SUBSCRIPTION } from './codec.js';
 import { DEFAULT_MAX_FRAME_BYTES, type Frame, FrameDecoder, FrameType, frameTypeName, MAX_FRAME_BEFORE_HELLO, MAX_FRAME_FROM_BROKER } from './frame.js';
 import { Outbox } from './outbox.js';
@@ -202,17 +203,37 @@ interface ConsumerEntry {
  * entry, not a cache keyed by message: an encoding must not live as long as
  * a slow subscriber holds the message (that doubled its real footprint).
  */
-let last: Pick<Delivery, 'topic' | 'offset' | 'timestamp' | 'key' | 'headers' | 'value'> | undefined;
+const last: { -readonly [K in 'topic' | 'offset' | 'timestamp' | 'key' | 'headers' | 'value']: Delivery[K] } = {
+  topic: '',
+  offset: undefined,
+  timestamp: -1,
+  key: undefined,
+  headers: {},
+  value: Buffer.alloc(0),
+};
 let lastPart: Buffer | undefined;
 function messagePart(d: Delivery): Buffer {
   const l = last;
-  if (l && l.value === d.value && l.headers === d.headers && l.topic === d.topic && l.offset === d.offset && l.timestamp === d.timestamp && l.key === d.key) {
-    return lastPart!;
+  if (lastPart && l.value === d.value && l.headers === d.headers && l.topic === d.topic && l.offset === d.offset && l.timestamp === d.timestamp && l.key === d.key) {
+    return lastPart;
   }
   lastPart = encodeMessagePart(d);
-  last = d;
+  // the fields, not the delivery: a push delivery lets go of its payload once encoded (release())
+  l.topic = d.topic;
+  l.offset = d.offset;
+  l.timestamp = d.timestamp;
+  l.key = d.key;
+  l.headers = d.headers;
+  l.value = d.value;
   return lastPart;
 }
+
+/**
+ * What this server keeps per push delivery not yet done(), besides the
+ * message's bytes (charged while its frame waits to be written): the
+ * delivery record, payload released (see deliver), and its pending-map entry.
+ */
+export const WIRE_HELD_OVERHEAD = 192;
 
 /** Copy of bytes that may share memory with a socket chunk, before the broker keeps them. */
 function own(b: Buffer): Buffer {
@@ -310,7 +331,7 @@ class ServerConnection {
         this.checkTargetRoom();
         if (this.subs.has(b.subId)) throw new LogBusError('INVALID_ARGUMENT', `subscription id ${b.subId} is already in use`);
         const entry: SubEntry = { sub: undefined as unknown as Subscription, pending: new Map() };
-        const spec = { pattern: b.pattern, queue: b.queue, bufferBytes: b.bufferBytes };
+        const spec = { pattern: b.pattern, queue: b.queue, bufferBytes: b.bufferBytes, heldBytesPerMessage: WIRE_HELD_OVERHEAD };
         return this.track(id, s.subscribe(spec, d => this.deliver(TARGET_SUBSCRIPTION, b.subId, entry.pending, d)), sub => {
           entry.sub = sub;
           if (this.isClosed) void sub.unsubscribe().catch(() => {});
@@ -557,6 +578,8 @@ class ServerConnection {
     pending.set(d.id, d);
     const batch = (this.batch ??= new DeliverBatch());
     batch.add(kind, targetId, d.id, d.deliveryCount, d.group, messagePart(d));
+    // Encoded: until done() only its record is needed, not the payload (charged as WIRE_HELD_OVERHEAD).
+    if (d instanceof PushDelivery) d.release();
     if (batch.bytes >= WIRE_DEFAULTS.deliverBatchBytes) this.flushDeliveries();
     else this.outbox.schedule();
     if (this.outbox.pendingBytes > this.opts.maxOutboundBytes) {
