@@ -40,10 +40,6 @@ export function deliveryBytes(topic: string, m: OutMessage): number {
   return size;
 }
 
-/** What a delivery to subscriber `overhead` is charged (see deliveryBytes). */
-export function deliveryCharge(topic: string, m: OutMessage, overhead = DELIVERY_OVERHEAD): number {
-  return overhead + deliveryBytes(topic, m);
-}
 const EMPTY = Buffer.alloc(0);
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 

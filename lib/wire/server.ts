@@ -9,9 +9,9 @@
  * finished — exactly as in process. A slow remote subscriber therefore fills
  * its own bounded buffer and has messages dropped and counted by the broker;
  * it never slows publishers, and this server never queues without bound:
- * a delivery is charged at least its encoded size (deliveryCharge), so the
- * frames queued towards a subscriber that stops reading stay within its
- * buffer, long before maxOutboundBytes.
+ * a delivery is charged its bytes plus WIRE_HELD_OVERHEAD, at least its
+ * encoded size, so the frames queued towards a subscriber that stops reading
+ * stay within its buffer, long before maxOutboundBytes.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import net, { type Server as NetServer, type Socket } from 'node:net';
