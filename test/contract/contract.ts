@@ -14,7 +14,7 @@ import { Controller, Inject, type INestMicroservice, type Provider } from '@nest
 import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { delay as rxDelay, from, lastValueFrom, toArray } from 'rxjs';
 import { Consume, LogBusClient, LogBusContext, LogBusError, Subscribe, type LogBusOptions } from '../../lib/index.js';
-import { eventually, Gate, listenError, sleep, startApp, uniqueTopic } from '../e2e/helpers.js';
+import { codeOf, eventually, Gate, listenError, sleep, startApp, uniqueTopic } from '../e2e/helpers.js';
 
 export interface ContractEnv {
   /** What every server and client of this driver is given (url, dataDir, prefix…). */
@@ -63,15 +63,6 @@ const record = (by: string, data: unknown, ctx: LogBusContext): Seen => ({
 /** [first, end) */
 const range = (first: number, end: number) => Array.from({ length: end - first }, (_, i) => first + i);
 const byNumber = (x: number, y: number) => x - y;
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return e instanceof LogBusError ? e.code : `not a LogBusError: ${String(e)}`;
-  }
-  return undefined;
-}
 
 export function describeContract(driver: string, makeEnv: () => Promise<ContractEnv>): void {
   describe(`API.md contract on ${driver}`, () => {

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { lastValueFrom } from 'rxjs';
 import type { Deserializer, Serializer } from '@nestjs/microservices';
-import { LogBusClient, LogBusError } from '../../lib/index.js';
-import { sleep, tempDir, uniqueTopic } from './helpers.js';
+import { LogBusClient } from '../../lib/index.js';
+import { codeOf, sleep, tempDir, uniqueTopic } from './helpers.js';
 
 const dataDir = ':memory:';
 let client: LogBusClient;
@@ -13,15 +13,6 @@ beforeAll(() => {
 afterAll(async () => {
   await client.close();
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return e instanceof LogBusError ? e.code : `not a LogBusError: ${String(e)}`;
-  }
-  return undefined;
-}
 
 describe('LogBusClient', () => {
   it('connect() is idempotent: concurrent calls share one connection', async () => {

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { lastValueFrom, type Observable } from 'rxjs';
 import type { BusConnection, OutgoingMessage, ProduceResult } from '../../lib/connection/types.js';
-import { LogBusClient, LogBusError } from '../../lib/index.js';
+import { LogBusClient } from '../../lib/index.js';
 import type { ResolvedOptions } from '../../lib/options.js';
-import { uniqueTopic } from './helpers.js';
+import { codeOf, uniqueTopic } from './helpers.js';
 
 const dataDir = ':memory:';
 const options = { dataDir, topics: { 'small.*': { maxMessageBytes: 1024 } } };
@@ -29,15 +29,6 @@ beforeAll(() => {
 afterAll(async () => {
   await reader.close();
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return e instanceof LogBusError ? e.code : `not a LogBusError: ${String(e)}`;
-  }
-  return undefined;
-}
 
 describe('emit() coalescing', () => {
   it('emits of one tick go out as one produce; each resolves with its own offset, in call order', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { INestMicroservice, ModuleMetadata } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import { LogBusServer, type LogBusOptions } from '../../lib/index.js';
+import { LogBusError, LogBusServer, type LogBusOptions } from '../../lib/index.js';
 
 /** A Nest microservice on LogBusServer, listening (handlers live) when this resolves. */
 export async function startApp(metadata: ModuleMetadata, options: LogBusOptions): Promise<INestMicroservice> {
@@ -64,4 +64,14 @@ export class Gate {
   open(): void {
     this.release();
   }
+}
+
+/** The LogBusError code a promise rejects with; undefined if it resolves. */
+export async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (e) {
+    return e instanceof LogBusError ? e.code : `not a LogBusError: ${String(e)}`;
+  }
+  return undefined;
 }
