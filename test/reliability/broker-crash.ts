@@ -25,8 +25,9 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { WireConnection } from '../../lib/wire/client.js';
-import { built, freePort } from '../wire/children.js';
+import { built, freePort, onStdoutLines } from '../wire/children.js';
 import { CRASH_TOPIC, crashMessage, parseCrashMessage } from './crash-payload.js';
+import { prng } from './sim-disk.js';
 
 export interface BrokerCrashOptions {
   dataDir: string;
@@ -83,20 +84,14 @@ interface ClientProc {
 function spawnClient(name: string, args: string[], onLine: (c: ClientProc, line: any) => void): ClientProc {
   const proc = spawn(process.execPath, [built('test/reliability/fixtures/crash-client.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const c: ClientProc = { name, proc, exited: new Promise(r => proc.once('exit', () => r())), stderr: '', ready: false, epoch: 0, connectedCount: 0, done: false };
-  let partial = '';
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    partial += chunk;
-    const parts = partial.split('\n');
-    partial = parts.pop()!;
-    for (const p of parts) {
-      if (!p) continue;
-      const line = JSON.parse(p);
-      if (line.s === 'reconnecting') c.epoch++;
-      else if (line.s === 'connected') c.connectedCount++;
-      else if (line.ready) c.ready = true;
-      else if (line.done) c.done = true;
-      onLine(c, line);
-    }
+  onStdoutLines(proc, p => {
+    if (!p) return;
+    const line = JSON.parse(p);
+    if (line.s === 'reconnecting') c.epoch++;
+    else if (line.s === 'connected') c.connectedCount++;
+    else if (line.ready) c.ready = true;
+    else if (line.done) c.done = true;
+    onLine(c, line);
   });
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => (c.stderr = (c.stderr + s).slice(-2000)));
   return c;
@@ -118,17 +113,6 @@ async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, t
   }
 }
 
-/** mulberry32: the kill times are reproducible from the seed (the interleavings are not). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface DeliveryRec {
   epoch: number;
@@ -142,7 +126,8 @@ export async function runBrokerCrash(o: BrokerCrashOptions): Promise<BrokerCrash
   const members = o.membersPerGroup ?? 2;
   const minRun = o.minRunMs ?? 300;
   const maxRun = o.maxRunMs ?? 1200;
-  const random = rng(o.seed ?? 1);
+  // the kill times are reproducible from the seed (the interleavings are not)
+  const random = prng(o.seed ?? 1);
   const port = await freePort();
   const url = `logbus://127.0.0.1:${port}`;
   const violations: string[] = [];

@@ -22,22 +22,27 @@ export interface Child {
 
 const running = new Set<ChildProcess>();
 
-export function spawnNode(script: string, args: string[], env: Record<string, string> = {}): Child {
-  const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  running.add(proc);
-  const lines: unknown[] = [];
-  const stderr: string[] = [];
+/** Calls onLine with each complete line the child writes to stdout, as it comes. */
+export function onStdoutLines(proc: ChildProcess, onLine: (line: string) => void): void {
   let partial = '';
   proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
     partial += chunk;
     const parts = partial.split('\n');
     partial = parts.pop()!;
-    for (const p of parts) {
-      try {
-        lines.push(JSON.parse(p));
-      } catch {
-        lines.push(p);
-      }
+    for (const p of parts) onLine(p);
+  });
+}
+
+export function spawnNode(script: string, args: string[], env: Record<string, string> = {}): Child {
+  const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  running.add(proc);
+  const lines: unknown[] = [];
+  const stderr: string[] = [];
+  onStdoutLines(proc, p => {
+    try {
+      lines.push(JSON.parse(p));
+    } catch {
+      lines.push(p);
     }
   });
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
