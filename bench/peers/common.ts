@@ -92,3 +92,28 @@ export function blockFor(ms: number): void {
 
 export const yieldLoop = (): Promise<void> => new Promise(r => setImmediate(r));
 export const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms));
+
+/** `concurrency` workers each awaiting one call at a time: the in-flight shape of JetStream's publish baseline. */
+export async function inFlight(n: number, concurrency: number, call: (i: number) => Promise<boolean>) {
+  const lat = new Float64Array(n);
+  let next = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const t0 = nowMs();
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const s = nowMs();
+      try {
+        if (!(await call(i))) errors++;
+      } catch (err: any) {
+        errors++;
+        firstError ??= String(err?.message ?? err);
+      }
+      lat[i] = nowMs() - s;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsedMs = nowMs() - t0;
+  return { t0, elapsedMs, rps: n / (elapsedMs / 1000), errors, firstError, concurrency, ...latencyStats(lat) };
+}

@@ -4,7 +4,7 @@
 // Prints one JSON line.
 import { connect } from '@nats-io/transport-node';
 import { StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { argValue, latencyStats, nowMs } from './common.js';
+import { argValue, inFlight } from './common.js';
 import { NATS_URL } from './transports.js';
 
 async function main() {
@@ -21,26 +21,12 @@ async function main() {
   try {
     const js = jetstream(nc);
     const data = new Uint8Array(size).fill(120);
-    const lat = new Float64Array(n);
-    let next = 0;
-    let errors = 0;
-    const t0 = nowMs();
-    const worker = async () => {
-      while (next < n) {
-        const i = next++;
-        const s = nowMs();
-        try {
-          await js.publish(subject, data);
-        } catch {
-          errors++;
-        }
-        lat[i] = nowMs() - s;
-      }
-    };
-    await Promise.all(Array.from({ length: inflight }, worker));
-    const elapsedMs = nowMs() - t0;
+    const r = await inFlight(n, inflight, async () => {
+      await js.publish(subject, data);
+      return true;
+    });
     const info = await jsm.streams.info(stream);
-    console.log(JSON.stringify({ storage, n, size, inflight, errors, stored: info.state.messages, elapsedMs, msgsPerSec: n / (elapsedMs / 1000), ...latencyStats(lat) }));
+    console.log(JSON.stringify({ storage, n, size, inflight, stored: info.state.messages, msgsPerSec: r.rps, ...r }));
   } finally {
     await jsm.streams.delete(stream).catch(() => undefined);
     await nc.close();

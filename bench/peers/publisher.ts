@@ -8,7 +8,7 @@
 //   stats       the client's stats() where it has one (logbus)
 import type { ClientProxy } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
-import { latencyStats, makePayload, nowMs, toParent, yieldLoop } from './common.js';
+import { inFlight, makePayload, nowMs, toParent, yieldLoop } from './common.js';
 import type { IpcMessage } from './common.js';
 import { LOGBUS_TOPICS, RPC_PATTERN } from './transports.js';
 import type { TransportDef } from './transports.js';
@@ -28,31 +28,6 @@ async function emitEvents(client: ClientProxy, topic: string, n: number, size: n
     await yieldLoop();
   }
   return { t0, tEmitDone: nowMs() };
-}
-
-/** `concurrency` workers each awaiting one call at a time: the in-flight shape of JetStream's publish baseline. */
-async function inFlight(n: number, concurrency: number, call: (i: number) => Promise<boolean>) {
-  const lat = new Float64Array(n);
-  let next = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  const t0 = nowMs();
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      const s = nowMs();
-      try {
-        if (!(await call(i))) errors++;
-      } catch (err: any) {
-        errors++;
-        firstError ??= String(err?.message ?? err);
-      }
-      lat[i] = nowMs() - s;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsedMs = nowMs() - t0;
-  return { t0, elapsedMs, rps: n / (elapsedMs / 1000), errors, firstError, concurrency, ...latencyStats(lat) };
 }
 
 /** Connects the client and configures the bench topics (a standalone broker does not know them). */
