@@ -16,11 +16,11 @@ export interface OutMessage {
 }
 
 /**
- * What a held delivery costs besides its payload, key, topic and headers: the
- * message, delivery, headers and Buffer objects, a wire connection's
- * pending-map entry. Measured (live heap after GC, per held 100 B message)
- * at ~350 B over the wire and ~390 B in process; charging 64 let an 8 MiB
- * buffer hold ~40 MiB.
+ * What a held delivery costs an in-process subscriber besides its payload,
+ * key, topic and headers: the message, delivery, headers and Buffer objects.
+ * Measured (live heap after GC, per held 100 B message) at ~390 B; charging
+ * 64 let an 8 MiB buffer hold ~40 MiB. The wire server keeps less and says
+ * so (SubscribeSpec.heldBytesPerMessage, WIRE_HELD_OVERHEAD).
  */
 export const DELIVERY_OVERHEAD = 384;
 /** Per header besides its name and value: object slot and the wire's length prefixes. */
