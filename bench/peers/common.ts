@@ -79,6 +79,19 @@ export function rssOf(pid: number): { rssMB: number; peakMB: number } | null {
   }
 }
 
+/** CPU time (user + system, ms) a process has used so far, from /proc; null when it is gone. */
+export function cpuMsOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the command name (which may hold spaces): utime is the 12th, stime the 13th
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
 /**
  * Sleep the thread without burning CPU and without yielding to the event loop:
  * a "slow subscriber" that blocks like real synchronous work would, so its

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { nowMs, rssOf, sleep } from './common.js';
+import { cpuMsOf, nowMs, rssOf, sleep } from './common.js';
 import type { IpcMessage } from './common.js';
 import { Child } from './child.js';
 import { CHILD_DIR, CPU_PROF, DATA_ROOT, QUICK, REPO, ROUNDS, SCENARIOS, argv, cfg, flag, innerReps, log, opt, selected, stamp, startedAt, takeSnapshot, SNAPSHOT, PROF_DIR } from './config.js';
@@ -37,6 +37,31 @@ interface Delivery {
   spanMs: number;
   deliveredPerSec: number;
   emitPerSec: number;
+  cpu: CpuSplit;
+}
+
+/** CPU ms each process used during a measurement (user + system), and µs per handled message over all of them. */
+interface CpuSplit {
+  publisher: number | null;
+  receivers: (number | null)[];
+  /** a broker process of its own (standalone logbus, Redis, NATS); embedded: counted in receivers[0] */
+  broker: number | null;
+  usPerMessage: number | null;
+}
+
+/** Starts counting the CPU of a measurement's processes; call the result when it ends. */
+function cpuMeter(publisher: Child, receivers: Child[], brokerPid: number | undefined): (handled: number) => CpuSplit {
+  const pids = receivers.map(r => r.pid);
+  const broker = brokerPid !== undefined && !pids.includes(brokerPid) && brokerPid !== publisher.pid ? brokerPid : undefined;
+  const read = () => ({ p: cpuMsOf(publisher.pid), r: pids.map(cpuMsOf), b: broker === undefined ? null : cpuMsOf(broker) });
+  const start = read();
+  const diff = (a: number | null, b: number | null) => (a === null || b === null ? null : b - a);
+  return handled => {
+    const end = read();
+    const split = { publisher: diff(start.p, end.p), receivers: start.r.map((v, i) => diff(v, end.r[i])), broker: diff(start.b, end.b) };
+    const all = [split.publisher, ...split.receivers, split.broker].filter((v): v is number => v !== null);
+    return { ...split, usPerMessage: handled > 0 ? (all.reduce((a, v) => a + v, 0) * 1000) / handled : null };
+  };
 }
 
 /**
@@ -48,13 +73,14 @@ interface Delivery {
 async function deliveryRun(
   receivers: Child[],
   client: Child,
-  o: { topic: string; n: number; size: number; mode: 'each' | 'shared'; bystanders?: Child[]; slowMs?: number },
+  o: { topic: string; n: number; size: number; mode: 'each' | 'shared'; bystanders?: Child[]; slowMs?: number; brokerPid?: number },
 ): Promise<Delivery> {
   const tag = `d${++tagSeq}`;
   const each = o.mode === 'each';
   for (const r of receivers) r.send({ type: 'expect', tag, n: each ? o.n : 0, seqSpace: o.n });
   for (const b of o.bystanders ?? []) b.send({ type: 'expect', tag, n: 0, seqSpace: o.n, slowMs: o.slowMs ?? 0 });
   await Promise.all(receivers.map(r => r.waitFor('expect-ok', m => m.tag === tag)));
+  const cpu = cpuMeter(client, [...receivers, ...(o.bystanders ?? [])], o.brokerPid);
   client.send({ type: 'events', tag, topic: o.topic, n: o.n, size: o.size, window: cfg.emitWindow });
   const sentP = client.waitFor('events-sent', m => m.tag === tag);
   sentP.catch(() => undefined);
@@ -105,14 +131,16 @@ async function deliveryRun(
     spanMs,
     deliveredPerSec: delivered / (spanMs / 1000),
     emitPerSec: o.n / ((Number(sent.tEmitDone) - Number(sent.t0)) / 1000),
+    cpu: cpu(calls),
   };
 }
 
-async function clientCall(client: Child, type: string, reply: string, extra: Record<string, unknown>): Promise<Record<string, number>> {
+async function clientCall(client: Child, type: string, reply: string, extra: Record<string, unknown>, server?: Child, brokerPid?: number): Promise<Record<string, any>> {
   const tag = `c${++tagSeq}`;
+  const cpu = server ? cpuMeter(client, [server], brokerPid) : undefined;
   client.send({ type, tag, ...extra });
   const { type: _t, tag: _g, ...r } = await client.waitFor(reply, m => m.tag === tag);
-  return r as Record<string, number>;
+  return cpu ? { ...r, cpu: cpu(Number(r.count)) } : r;
 }
 
 
@@ -247,15 +275,15 @@ async function scenarioEventsRpc(name: string, res: Res) {
       res.events = {};
       for (const size of cfg.eventSizes) {
         log(`${name}: events n=${cfg.events} size=${size}`);
-        res.events[size] = await repeat(() => deliveryRun([server], client, { topic: EVENT_TOPIC, n: cfg.events, size, mode: 'each' }), 'deliveredPerSec');
+        res.events[size] = await repeat(() => deliveryRun([server], client, { topic: EVENT_TOPIC, n: cfg.events, size, mode: 'each', brokerPid: s.dep.brokerPid(server) }), 'deliveredPerSec');
       }
     }
     if (SCENARIOS.has('rpc')) {
       await clientCall(client, 'rpc-seq', 'rpc-result', { n: cfg.warmupRpc, size: cfg.rpcSize });
       log(`${name}: rpc one at a time n=${cfg.rpcSeq}`);
-      res.rpcSeq = await repeat(() => clientCall(client, 'rpc-seq', 'rpc-result', { n: cfg.rpcSeq, size: cfg.rpcSize }), 'p50Ms');
+      res.rpcSeq = await repeat(() => clientCall(client, 'rpc-seq', 'rpc-result', { n: cfg.rpcSeq, size: cfg.rpcSize }, server, s.dep.brokerPid(server)), 'p50Ms');
       log(`${name}: rpc ${cfg.concurrency} in flight n=${cfg.rpcConc}`);
-      res.rpcConc = await repeat(() => clientCall(client, 'rpc-conc', 'rpc-result', { n: cfg.rpcConc, size: cfg.rpcSize, concurrency: cfg.concurrency }), 'rps');
+      res.rpcConc = await repeat(() => clientCall(client, 'rpc-conc', 'rpc-result', { n: cfg.rpcConc, size: cfg.rpcSize, concurrency: cfg.concurrency }, server, s.dep.brokerPid(server)), 'rps');
       // A failed request still counts in req/s: say so next to the figure.
       for (const [k, r] of [['rpc seq', res.rpcSeq], ['rpc conc', res.rpcConc]] as const) {
         if (r.errors > 0) res.errors[k] = `${r.errors} of ${r.count} requests failed or echoed wrong: ${r.firstError ?? 'wrong echo'}`;
@@ -275,7 +303,7 @@ async function scenarioFanout(name: string, res: Res) {
     await sleep(200); // let every subscription reach the broker
     await deliveryRun(subs, pub, { topic: EVENT_TOPIC, n: cfg.warmupEvents, size: 100, mode: 'each' });
     log(`${name}: fan-out to ${cfg.subscribers} n=${cfg.fanoutEvents}`);
-    res.fanout = await repeat(() => deliveryRun(subs, pub, { topic: EVENT_TOPIC, n: cfg.fanoutEvents, size: 100, mode: 'each' }), 'deliveredPerSec');
+    res.fanout = await repeat(() => deliveryRun(subs, pub, { topic: EVENT_TOPIC, n: cfg.fanoutEvents, size: 100, mode: 'each', brokerPid: s.dep.brokerPid(subs[0]) }), 'deliveredPerSec');
   } finally {
     await s.close();
   }
@@ -290,7 +318,7 @@ async function scenarioDurable(name: string, res: Res) {
     const pub = await s.client('publisher');
     await deliveryRun(consumers, pub, { topic: DURABLE_TOPIC, n: cfg.warmupEvents, size: 100, mode: 'shared' });
     log(`${name}: durable pull, group of ${count} n=${cfg.durableEvents}`);
-    const run = () => deliveryRun(consumers, pub, { topic: DURABLE_TOPIC, n: cfg.durableEvents, size: 100, mode: 'shared' });
+    const run = () => deliveryRun(consumers, pub, { topic: DURABLE_TOPIC, n: cfg.durableEvents, size: 100, mode: 'shared', brokerPid: s.dep.brokerPid(consumers[0]) });
     res.durablePull = await repeat(run, 'deliveredPerSec');
     // Publish-only on a topic nobody consumes: the same shape as JetStream's baseline.
     log(`${name}: durable publish, ${cfg.publishInflight} in flight n=${cfg.jsN}`);
@@ -311,7 +339,7 @@ async function scenarioSlow(name: string, res: Res) {
     const brokerPid = s.dep.brokerPid(fast);
     await sleep(200);
     const run = (bystanders: Child[], slowMs: number, n = cfg.slowEvents) => () =>
-      deliveryRun([fast], pub, { topic: EVENT_TOPIC, n, size: 100, mode: 'each', bystanders, slowMs });
+      deliveryRun([fast], pub, { topic: EVENT_TOPIC, n, size: 100, mode: 'each', bystanders, slowMs, brokerPid });
     await run([], 0)();
     log(`${name}: fast subscriber alone n=${cfg.slowEvents}`);
     const aloneRss = await withRss(brokerPid, () => repeat(run([], 0), 'deliveredPerSec'));

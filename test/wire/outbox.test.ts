@@ -60,6 +60,18 @@ describe('Outbox batching', () => {
     expect(writes).toEqual(['1', '23', '4']);
   });
 
+  it('sends a burst of answers in writes of 32, the first while the burst is still being produced', async () => {
+    const { socket, writes } = recordingSocket();
+    const out = new Outbox(socket, () => {});
+    for (let i = 0; i < 100; i++) {
+      out.sendSoon(frame('a'));
+      // the peer has the first 32 before the 33rd is even produced
+      if (i === 32) expect(writes).toEqual(['a'.repeat(32)]);
+    }
+    await nextTurn();
+    expect(writes.map(w => w.length)).toEqual([32, 32, 32, 4]);
+  });
+
   it('runs beforeFlush on an early write, so batched deliveries leave with the answer', async () => {
     const { socket, writes } = recordingSocket();
     const out = new Outbox(socket, () => {});
