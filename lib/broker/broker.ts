@@ -312,6 +312,7 @@ export class Broker {
     const dispatcher = this.dispatcher;
     return {
       done: d => dispatcher.done(d),
+      freeBytes: bytes => dispatcher.free(sub, bytes),
       unsubscribe: async () => {
         s.subscribers.delete(sub);
         dispatcher.unsubscribe(sub);

@@ -112,6 +112,17 @@ export class PushDelivery implements Delivery {
     this.key = undefined;
   }
 
+  /**
+   * The wire server takes over its charge (it counts done deliveries in
+   * aggregate and frees their bytes with Dispatcher.free): returns it, drops
+   * the payload, and settle() no longer frees anything.
+   */
+  handOff(): number {
+    this.release();
+    this.#subscriber = undefined;
+    return this.#size;
+  }
+
   /** Frees its bytes in the subscriber's buffer, once. */
   settle(): void {
     const sub = this.#subscriber;
@@ -218,6 +229,11 @@ export class Dispatcher {
   /** The handler is finished with a delivery: frees its bytes. Idempotent. */
   done(d: Delivery): void {
     if (d instanceof PushDelivery) d.settle();
+  }
+
+  /** Frees bytes of deliveries handed off (PushDelivery.handOff) and since done. */
+  free(sub: PushSubscriber, bytes: number): void {
+    sub.inflightBytes = Math.max(0, sub.inflightBytes - bytes);
   }
 
   /** Fans a batch published to one topic out to every matching subscriber. */

@@ -79,6 +79,8 @@ export interface ConsumeSpec {
 export interface Subscription {
   /** Push: the handler is finished with this delivery (frees its bytes in the subscriber's buffer). */
   done(delivery: Delivery): void;
+  /** In process only, for the wire server: frees bytes of handed-off deliveries (PushDelivery.handOff) now done. */
+  freeBytes?(bytes: number): void;
   unsubscribe(): Promise<void>;
 }
 

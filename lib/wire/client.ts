@@ -107,6 +107,8 @@ interface PendingCall {
 /** A delivery remembers the session it came from, so a late ack after a reconnect is ignored. */
 interface WireDelivery extends Delivery {
   readonly epoch: number;
+  /** Push: what it holds of the subscriber's buffer at the broker; -1 once reported done (done() is idempotent). */
+  charge: number;
 }
 
 /**
@@ -180,7 +182,8 @@ export class WireConnection implements BusConnection {
 
   // Batched per flush: acks and done() reports go out as one frame per target.
   private readonly acks = new Map<number, number[]>();
-  private readonly dones = new Map<number, number[]>();
+  /** Per subscription: how many push deliveries are done since the last flush, and the sum of their charges. */
+  private readonly dones = new Map<number, { count: number; bytes: number }>();
   private readonly nacks = new Map<number, { id: number; error: string }[]>();
 
   constructor(
@@ -550,11 +553,12 @@ export class WireConnection implements BusConnection {
       deliveryCount: w.deliveryCount,
       group: w.group,
       epoch,
+      charge: w.charge,
     };
     const e = w.kind === TARGET_SUBSCRIPTION ? this.subs.get(w.targetId) : this.consumers.get(w.targetId);
     if (!e) {
       // unsubscribed meanwhile: free its buffer; a closed consumer's messages go back to the group by themselves
-      if (w.kind === TARGET_SUBSCRIPTION) this.queueId(this.dones, w.targetId, w.id);
+      if (w.kind === TARGET_SUBSCRIPTION) this.queueDone(w.targetId, d);
       return;
     }
     if (!e.live) (e.early ??= []).push(d);
@@ -602,15 +606,30 @@ export class WireConnection implements BusConnection {
     this.outbox?.schedule();
   }
 
+  /** A push delivery is done: counted once, for the next flush. */
+  private queueDone(subId: number, d: WireDelivery): void {
+    const charge = d.charge;
+    if (charge < 0) return;
+    d.charge = -1;
+    const done = this.dones.get(subId);
+    if (done) {
+      done.count++;
+      done.bytes += charge;
+    } else {
+      this.dones.set(subId, { count: 1, bytes: charge });
+    }
+    this.outbox?.schedule();
+  }
+
   private flushBatches(): void {
     const outbox = this.outbox;
     if (!outbox) return;
-    for (const [type, map] of [[FrameType.ACK, this.acks], [FrameType.DONE, this.dones]] as const) {
-      for (const [target, ids] of map) {
-        for (let i = 0; i < ids.length; i += MAX_IDS_PER_FRAME) outbox.send(enc.ids(type, target, ids.slice(i, i + MAX_IDS_PER_FRAME)));
-      }
-      map.clear();
+    for (const [target, ids] of this.acks) {
+      for (let i = 0; i < ids.length; i += MAX_IDS_PER_FRAME) outbox.send(enc.ids(FrameType.ACK, target, ids.slice(i, i + MAX_IDS_PER_FRAME)));
     }
+    this.acks.clear();
+    for (const [subId, done] of this.dones) outbox.send(enc.done(subId, done.count, done.bytes));
+    this.dones.clear();
     for (const [target, items] of this.nacks) {
       for (let i = 0; i < items.length; i += 256) outbox.send(enc.nack(target, items.slice(i, i + 256)));
     }
@@ -655,7 +674,7 @@ export class WireConnection implements BusConnection {
     }
     return {
       done: d => {
-        if (this.isCurrent(d)) this.queueId(this.dones, subId, d.id);
+        if (this.isCurrent(d)) this.queueDone(subId, d as WireDelivery);
       },
       unsubscribe: async () => {
         if (!this.subs.delete(subId) || this._status !== 'connected') return;

@@ -290,6 +290,11 @@ export interface ResetGroupBody {
 /** A delivery on the wire: which subscription (kind 0) or consumer (kind 1) it is for, plus the message. */
 export const TARGET_SUBSCRIPTION = 0;
 export const TARGET_CONSUMER = 1;
+export interface DoneBody {
+  subId: number;
+  count: number;
+  bytes: number;
+}
 export interface WireDeliveryBody {
   kind: typeof TARGET_SUBSCRIPTION | typeof TARGET_CONSUMER;
   targetId: number;
@@ -301,6 +306,8 @@ export interface WireDeliveryBody {
   headers: Record<string, string>;
   value: Buffer;
   deliveryCount: number;
+  /** Push: the bytes it holds of the subscriber's buffer, returned in DONE. */
+  charge: number;
   group: string | undefined;
 }
 
@@ -344,7 +351,11 @@ export const enc = {
   target(type: FrameTypeId, requestId: number, targetId: number): Buffer {
     return new Writer(4).u32(targetId).frame(type, requestId);
   },
-  ids(type: typeof FrameType.DONE | typeof FrameType.ACK, targetId: number, ids: readonly number[]): Buffer {
+  /** Push deliveries of one subscription whose handlers finished: how many, and the sum of their charges. */
+  done(subId: number, count: number, bytes: number): Buffer {
+    return new Writer(16).u32(subId).u32(count).f64(bytes).frame(FrameType.DONE, 0);
+  },
+  ids(type: typeof FrameType.ACK, targetId: number, ids: readonly number[]): Buffer {
     const w = new Writer(8 + ids.length * 8).u32(targetId).u32(ids.length);
     for (const id of ids) w.f64(id);
     return w.frame(type, 0);
@@ -444,8 +455,9 @@ export class DeliverBatch {
   get bytes(): number {
     return this.w.length;
   }
-  add(kind: number, targetId: number, id: number, deliveryCount: number, group: string | undefined, messagePart: Buffer): void {
-    this.w.u8(kind).u32(targetId).f64(id).u32(deliveryCount).optStr(group).raw(messagePart);
+  /** `charge`: what a push delivery holds of its subscriber's buffer until DONE reports it (0 for a consumer's). */
+  add(kind: number, targetId: number, id: number, deliveryCount: number, charge: number, group: string | undefined, messagePart: Buffer): void {
+    this.w.u8(kind).u32(targetId).f64(id).u32(deliveryCount).u32(charge).optStr(group).raw(messagePart);
     this.n++;
   }
   frame(): Buffer {
@@ -530,6 +542,13 @@ export const dec = {
     const id = r.u32(`${what} id`);
     r.end(what);
     return id;
+  },
+  done(body: Buffer): DoneBody {
+    const r = new Reader(body);
+    const b = { subId: r.u32('subscription id'), count: r.u32('count'), bytes: r.int('bytes') };
+    r.end('DONE');
+    if (b.bytes < 0) throw protocolError('DONE bytes is -1, not a size');
+    return b;
   },
   ids(body: Buffer, what: string): IdsBody {
     const r = new Reader(body);
@@ -629,13 +648,14 @@ export const dec = {
   },
   deliver(body: Buffer): WireDeliveryBody[] {
     const r = new Reader(body);
-    const n = r.count('deliveries', 47);
+    const n = r.count('deliveries', 51);
     const out: WireDeliveryBody[] = [];
     for (let i = 0; i < n; i++) {
       const kind = targetKind(r.u8('target kind'));
       const targetId = r.u32('target id');
       const id = r.int('delivery id');
       const deliveryCount = r.u32('delivery count');
+      const charge = r.u32('charge');
       const group = r.optStr('group');
       const topic = r.str('topic');
       const offset = r.optInt('offset');
@@ -643,7 +663,7 @@ export const dec = {
       const key = r.optStr('key');
       const headers = r.headers();
       const value = r.bytes('value');
-      out.push({ kind, targetId, id, topic, offset, timestamp, key, headers, value, deliveryCount, group });
+      out.push({ kind, targetId, id, topic, offset, timestamp, key, headers, value, deliveryCount, charge, group });
     }
     r.end('DELIVER');
     return out;
@@ -670,7 +690,7 @@ export function decodeBody(type: FrameTypeId, body: Buffer): unknown {
     case FrameType.PAUSE:
     case FrameType.CONSUMER_CLOSE:
     case FrameType.SERVE_CLOSE: return dec.target(body, 'target');
-    case FrameType.DONE:
+    case FrameType.DONE: return dec.done(body);
     case FrameType.ACK: return dec.ids(body, 'ids');
     case FrameType.NACK: return dec.nack(body);
     case FrameType.CONSUME: return dec.consume(body);

@@ -14,7 +14,8 @@
 import { LogBusError } from '../errors.js';
 import { LIMITS, MiB } from '../options.js';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: push deliveries carry their buffer charge, and DONE reports finished ones as a count and a sum of charges. */
+export const PROTOCOL_VERSION = 2;
 /** u32 length + u8 version + u8 type + u32 requestId */
 export const HEADER_BYTES = 10;
 /** Bytes counted by the length field besides the body. */
@@ -47,13 +48,13 @@ export const FrameType = {
   PRODUCED: 11,
   SUBSCRIBE: 20, // c→b client-chosen subscription id, pattern, queue, buffer → OK
   UNSUBSCRIBE: 21,
-  DONE: 22, // c→b batch of push delivery ids whose handlers finished (frees the subscriber buffer); no answer
+  DONE: 22, // c→b subscription id, how many push deliveries finished and the sum of their charges (frees that much of its buffer); no answer
   CONSUME: 30, // c→b client-chosen consumer id + ConsumeSpec (JSON) → OK
   ACK: 31, // c→b batch of delivery ids; no answer
   NACK: 32, // c→b batch of (delivery id, error); no answer
   PAUSE: 33,
   CONSUMER_CLOSE: 34,
-  DELIVER: 40, // b→c batch of deliveries for subscriptions and consumers
+  DELIVER: 40, // b→c batch of deliveries for subscriptions and consumers (a push delivery carries its buffer charge)
   SERVE_RPC: 50, // c→b responder id + pattern → OK
   SERVE_CLOSE: 51,
   REQUEST: 52, // c→b pattern + value; answered by RPC_REPLY frames (last one done) or RPC_ERROR

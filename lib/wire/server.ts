@@ -188,9 +188,15 @@ export class WireServer {
   }
 }
 
+/**
+ * A push subscription keeps no record per delivery: each one's charge goes out
+ * with it, and DONE brings back a count and a sum, freed in the subscriber's
+ * buffer. What is outstanding bounds what a client may report.
+ */
 interface SubEntry {
   sub: Subscription;
-  pending: Map<number, Delivery>;
+  outstandingCount: number;
+  outstandingBytes: number;
 }
 interface ConsumerEntry {
   consumer: Consumer;
@@ -229,9 +235,11 @@ function messagePart(d: Delivery): Buffer {
 }
 
 /**
- * What this server keeps per push delivery not yet done(), besides the
- * message's bytes (charged while its frame waits to be written): the
- * delivery record, payload released (see deliver), and its pending-map entry.
+ * What a push delivery over the wire is charged in its subscriber's buffer
+ * besides its bytes, until DONE reports it. The server keeps nothing of a
+ * delivery once encoded (it counts them in aggregate), so this is a window,
+ * not memory: it keeps the number of unfinished deliveries where it was when
+ * each had a record here (measured 168 B live), about 28,000 of 100 B in 8 MiB.
  */
 export const WIRE_HELD_OVERHEAD = 192;
 
@@ -330,9 +338,9 @@ class ServerConnection {
         const b = dec.subscribe(f.body);
         this.checkTargetRoom();
         if (this.subs.has(b.subId)) throw new LogBusError('INVALID_ARGUMENT', `subscription id ${b.subId} is already in use`);
-        const entry: SubEntry = { sub: undefined as unknown as Subscription, pending: new Map() };
+        const entry: SubEntry = { sub: undefined as unknown as Subscription, outstandingCount: 0, outstandingBytes: 0 };
         const spec = { pattern: b.pattern, queue: b.queue, bufferBytes: b.bufferBytes, heldBytesPerMessage: WIRE_HELD_OVERHEAD };
-        return this.track(id, s.subscribe(spec, d => this.deliver(TARGET_SUBSCRIPTION, b.subId, entry.pending, d)), sub => {
+        return this.track(id, s.subscribe(spec, d => this.deliverPush(b.subId, entry, d)), sub => {
           entry.sub = sub;
           if (this.isClosed) void sub.unsubscribe().catch(() => {});
           else this.subs.set(b.subId, entry);
@@ -346,16 +354,15 @@ class ServerConnection {
         return this.track(id, entry ? entry.sub.unsubscribe() : Promise.resolve(), () => enc.empty(FrameType.OK, id));
       }
       case FrameType.DONE: {
-        const b = dec.ids(f.body, 'DONE');
-        const entry = this.subs.get(b.targetId);
+        const b = dec.done(f.body);
+        const entry = this.subs.get(b.subId);
         if (!entry) return;
-        for (const did of b.ids) {
-          const d = entry.pending.get(did);
-          if (d) {
-            entry.pending.delete(did);
-            entry.sub.done(d);
-          }
-        }
+        // a report beyond what is outstanding (a buggy client) frees no more than is held
+        const all = b.count >= entry.outstandingCount;
+        const bytes = all ? entry.outstandingBytes : Math.min(b.bytes, entry.outstandingBytes);
+        entry.outstandingCount = all ? 0 : entry.outstandingCount - b.count;
+        entry.outstandingBytes -= bytes;
+        entry.sub.freeBytes!(bytes);
         return;
       }
       case FrameType.CONSUME: {
@@ -365,7 +372,7 @@ class ServerConnection {
         if (this.consumers.has(b.consumerId)) throw new LogBusError('INVALID_ARGUMENT', `consumer id ${b.consumerId} is already in use`);
         const entry: ConsumerEntry = { consumer: undefined as unknown as Consumer, pending: new Map() };
         const spec = b.spec as Parameters<BusConnection['consume']>[0];
-        return this.track(id, s.consume(spec, d => this.deliver(TARGET_CONSUMER, b.consumerId, entry.pending, d)), consumer => {
+        return this.track(id, s.consume(spec, d => this.deliverPull(b.consumerId, entry, d)), consumer => {
           entry.consumer = consumer;
           if (this.isClosed) void consumer.close().catch(() => {});
           else this.consumers.set(b.consumerId, entry);
@@ -573,13 +580,26 @@ class ServerConnection {
     this.outbox.sendSoon(enc.rpcIncoming({ serveId, incomingId, pattern: req.pattern, value: req.value }));
   }
 
-  private deliver(kind: number, targetId: number, pending: Map<number, Delivery>, d: Delivery): void {
+  private deliverPush(subId: number, entry: SubEntry, d: Delivery): void {
     if (this.isClosed) return;
-    pending.set(d.id, d);
+    if (!(d instanceof PushDelivery)) throw new Error('the wire server serves an in-process broker: a push delivery must be a PushDelivery');
+    const part = messagePart(d);
+    // Encoded: nothing of it is kept here; its charge stays counted until DONE reports it.
+    const charge = d.handOff();
+    entry.outstandingCount++;
+    entry.outstandingBytes += charge;
+    this.addDelivery(TARGET_SUBSCRIPTION, subId, d, charge, part);
+  }
+
+  private deliverPull(consumerId: number, entry: ConsumerEntry, d: Delivery): void {
+    if (this.isClosed) return;
+    entry.pending.set(d.id, d);
+    this.addDelivery(TARGET_CONSUMER, consumerId, d, 0, messagePart(d));
+  }
+
+  private addDelivery(kind: number, targetId: number, d: Delivery, charge: number, part: Buffer): void {
     const batch = (this.batch ??= new DeliverBatch());
-    batch.add(kind, targetId, d.id, d.deliveryCount, d.group, messagePart(d));
-    // Encoded: until done() only its record is needed, not the payload (charged as WIRE_HELD_OVERHEAD).
-    if (d instanceof PushDelivery) d.release();
+    batch.add(kind, targetId, d.id, d.deliveryCount, charge, d.group, part);
     if (batch.bytes >= WIRE_DEFAULTS.deliverBatchBytes) this.flushDeliveries();
     else this.outbox.schedule();
     if (this.outbox.pendingBytes > this.opts.maxOutboundBytes) {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { isLogBusError } from '../../lib/errors.js';
 import { dec, decodeBody, DeliverBatch, enc, encodeMessagePart, TARGET_CONSUMER } from '../../lib/wire/codec.js';
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder, FrameType, type FrameTypeId, HEADER_BYTES } from '../../lib/wire/frame.js';
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder, FrameType, type FrameTypeId, HEADER_BYTES, PROTOCOL_VERSION } from '../../lib/wire/frame.js';
 import { checkDecoder, chunked, hostileStream, validFrame } from './frame-arbitraries.js';
 
 const KNOWN_TYPES = Object.values(FrameType) as FrameTypeId[];
@@ -46,7 +46,7 @@ describe('frames', () => {
     const d = new FrameDecoder(1024);
     const header = Buffer.alloc(HEADER_BYTES);
     header.writeUInt32BE(0xffffffff, 0);
-    header[4] = 1;
+    header[4] = PROTOCOL_VERSION;
     header[5] = FrameType.PRODUCE;
     expectProtocolError(() => d.push(header), /exceeds the limit of 1024/);
     expect(d.bufferedBytes).toBe(0);
@@ -90,11 +90,12 @@ describe('bodies', () => {
     );
   });
 
-  test('DELIVER carries a batch of deliveries, each with its target, id, count, group and message', () => {
+  test('DELIVER carries a batch of deliveries, each with its target, id, count, charge, group and message', () => {
     const delivery = fc.record({
       targetId: fc.nat({ max: 0xffffffff }),
       id: fc.nat({ max: Number.MAX_SAFE_INTEGER }),
       deliveryCount: fc.integer({ min: 1, max: 1000 }),
+      charge: fc.nat({ max: 0xffffffff }),
       group: fc.option(fc.string(), { nil: undefined }),
       topic: fc.string(),
       offset: fc.option(fc.nat({ max: Number.MAX_SAFE_INTEGER }), { nil: undefined }),
@@ -106,7 +107,7 @@ describe('bodies', () => {
     fc.assert(
       fc.property(fc.array(delivery, { maxLength: 20 }), ds => {
         const batch = new DeliverBatch();
-        for (const d of ds) batch.add(TARGET_CONSUMER, d.targetId, d.id, d.deliveryCount, d.group, encodeMessagePart(d));
+        for (const d of ds) batch.add(TARGET_CONSUMER, d.targetId, d.id, d.deliveryCount, d.charge, d.group, encodeMessagePart(d));
         const [frame] = decodeAll([batch.frame()]);
         const got = dec.deliver(frame.body).map(d => ({ ...d, value: [...d.value] }));
         expect(got).toEqual(ds.map(d => ({ kind: TARGET_CONSUMER, ...d, headers: { ...d.headers }, value: [...d.value] })));
@@ -123,6 +124,16 @@ describe('bodies', () => {
       }),
       { numRuns: 100 },
     );
+    // DONE: how many push deliveries of a subscription finished, and the sum of their charges
+    fc.assert(
+      fc.property(fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff }), fc.nat({ max: Number.MAX_SAFE_INTEGER }), (subId, count, bytes) => {
+        const [frame] = decodeAll([enc.done(subId, count, bytes)]);
+        expect(dec.done(frame.body)).toEqual({ subId, count, bytes });
+      }),
+      { numRuns: 100 },
+    );
+    expectProtocolError(() => dec.done(decodeAll([enc.done(1, 1, -1)])[0].body), /not a size/);
+    expectProtocolError(() => dec.done(decodeAll([enc.done(1, 1, 0.5)])[0].body), /not an integer/);
     const [produced] = decodeAll([enc.produced(1, [0, undefined, 2 ** 40])]);
     expect(dec.produced(produced.body)).toEqual([0, undefined, 2 ** 40]);
   });

@@ -27,7 +27,8 @@ export const validFrame: fc.Arbitrary<Buffer> = fc.oneof(
     .map(b => enc.produce(5, b.topic, b.messages)),
   fc.array(offset, { maxLength: 6 }).map(o => enc.produced(6, o)),
   fc.record({ subId: id, pattern: str, queue: optStr, bufferBytes: fc.option(fc.nat(), { nil: undefined }) }).map(b => enc.subscribe(7, b)),
-  fc.tuple(fc.constantFrom(FrameType.DONE, FrameType.ACK), id, fc.array(bigId, { maxLength: 6 })).map(([t, target, ids]) => enc.ids(t, target, ids)),
+  fc.tuple(id, fc.array(bigId, { maxLength: 6 })).map(([target, ids]) => enc.ids(FrameType.ACK, target, ids)),
+  fc.tuple(id, id, bigId).map(([sub, count, bytes]) => enc.done(sub, count, bytes)),
   fc.tuple(id, fc.array(fc.record({ id: bigId, error: str }), { maxLength: 3 })).map(([t, items]) => enc.nack(t, items)),
   fc.tuple(id, fc.jsonValue({ maxDepth: 2 })).map(([c, spec]) => enc.consume(8, c, spec)),
   fc.tuple(id, str).map(([s, p]) => enc.serveRpc(9, s, p)),
@@ -50,6 +51,7 @@ export const validFrame: fc.Arbitrary<Buffer> = fc.oneof(
         target: id,
         id: bigId,
         count: fc.nat({ max: 100 }),
+        charge: id,
         group: optStr,
         topic: str,
         offset,
@@ -62,7 +64,7 @@ export const validFrame: fc.Arbitrary<Buffer> = fc.oneof(
     )
     .map(ds => {
       const b = new DeliverBatch();
-      for (const d of ds) b.add(d.kind, d.target, d.id, d.count, d.group, encodeMessagePart(d));
+      for (const d of ds) b.add(d.kind, d.target, d.id, d.count, d.charge, d.group, encodeMessagePart(d));
       return b.frame();
     }),
 );

@@ -5,7 +5,8 @@
 import net from 'node:net';
 import type { Delivery } from '../../lib/connection/types.js';
 import { isLogBusError, LogBusError } from '../../lib/errors.js';
-import { FrameType, HEADER_BYTES } from '../../lib/wire/frame.js';
+import { enc } from '../../lib/wire/codec.js';
+import { FrameType, HEADER_BYTES, PROTOCOL_VERSION } from '../../lib/wire/frame.js';
 import { LogBroker } from '../../lib/wire/log-broker.js';
 import { parseLogbusUrl, WireConnection } from '../../lib/wire/client.js';
 import { TEST_CERT, TEST_KEY } from './fixtures/tls-cert.js';
@@ -278,6 +279,54 @@ describe('limits', () => {
     expect(got.length).toBeGreaterThan(0);
     expect(got.length).toBeLessThan(50);
   });
+
+  describe('the buffer of a remote push subscriber (2000 B: five 200 B messages on topic "firehose", each charged 200 + 8 + 192 B)', () => {
+    /** Publishes n messages one by one; resolves when the subscriber has them or the broker counted them dropped. */
+    async function publish(pub: WireConnection, got: Delivery[], n: number): Promise<{ arrived: number; dropped: number }> {
+      const dropsOf = async () => Object.values((await pub.stats()).dropped).reduce((a, b) => a + b, 0);
+      const [gotBefore, dropsBefore] = [got.length, await dropsOf()];
+      for (let i = 0; i < n; i++) await pub.produce('firehose', [{ value: Buffer.alloc(200, i) }]);
+      let dropped = 0;
+      await waitFor(`${n} messages delivered or dropped`, async () => {
+        dropped = (await dropsOf()) - dropsBefore;
+        return got.length - gotBefore + dropped === n;
+      });
+      return { arrived: got.length - gotBefore, dropped };
+    }
+
+    test('done() frees it: a subscriber that finished what it held receives again', async () => {
+      const pub = await connected();
+      const slow = await connected();
+      const got: Delivery[] = [];
+      const sub = await slow.subscribe({ pattern: 'firehose', bufferBytes: 2000 }, d => got.push(d));
+      expect(await publish(pub, got, 8)).toEqual({ arrived: 5, dropped: 3 });
+      for (const d of got) sub.done(d);
+      await waitFor('the buffer freed', async () => (await publish(pub, got, 1)).arrived === 1);
+      expect(await publish(pub, got, 6)).toEqual({ arrived: 4, dropped: 2 });
+    });
+
+    test('done() twice on one delivery frees it once', async () => {
+      const pub = await connected();
+      const slow = await connected();
+      const got: Delivery[] = [];
+      const sub = await slow.subscribe({ pattern: 'firehose', bufferBytes: 2000 }, d => got.push(d));
+      expect(await publish(pub, got, 5)).toEqual({ arrived: 5, dropped: 0 });
+      for (let i = 0; i < 5; i++) sub.done(got[0]);
+      await waitFor('one freed', async () => (await publish(pub, got, 1)).arrived === 1);
+      expect(await publish(pub, got, 3)).toEqual({ arrived: 0, dropped: 3 });
+    });
+
+    test('a DONE reporting more than the subscriber holds frees no more than it holds', async () => {
+      const pub = await connected();
+      const liar = await connected();
+      const got: Delivery[] = [];
+      await liar.subscribe({ pattern: 'firehose', bufferBytes: 2000 }, d => got.push(d));
+      // subscription 1 of this connection: "a million deliveries done, a gigabyte freed", while it holds none
+      (liar as unknown as { send(frame: Buffer): void }).send(enc.done(1, 1_000_000, 1e9));
+      await new Promise(r => setTimeout(r, 50));
+      expect(await publish(pub, got, 8)).toEqual({ arrived: 5, dropped: 3 });
+    });
+  });
 });
 
 describe('auth', () => {
@@ -298,7 +347,7 @@ describe('auth', () => {
   test('before HELLO the broker accepts only small frames: a 1 MiB frame from an unauthenticated peer is refused from its header', async () => {
     const big = Buffer.alloc(HEADER_BYTES);
     big.writeUInt32BE(1024 * 1024, 0);
-    big[4] = 1;
+    big[4] = PROTOCOL_VERSION;
     big[5] = FrameType.HELLO;
     await rawExchange(port, big);
     expect(brokerLog.lines.join('\n')).toMatch(/frame length 1048576 exceeds the limit of 65536/);
@@ -325,7 +374,7 @@ function produceFrameWithoutHello(): Buffer {
   body[at] = 0x31;
   const head = Buffer.alloc(HEADER_BYTES);
   head.writeUInt32BE(HEADER_BYTES - 4 + body.length, 0);
-  head[4] = 1;
+  head[4] = PROTOCOL_VERSION;
   head[5] = FrameType.PRODUCE;
   head.writeUInt32BE(1, 6);
   return Buffer.concat([head, body]);
@@ -350,7 +399,7 @@ describe('hostile bytes', () => {
     await c.subscribe({ pattern: 'live' }, d => sub.push(d));
     const huge = Buffer.alloc(HEADER_BYTES);
     huge.writeUInt32BE(0xfffffff0, 0);
-    huge[4] = 1;
+    huge[4] = PROTOCOL_VERSION;
     huge[5] = FrameType.HELLO;
     const unknownType = Buffer.from(huge);
     unknownType.writeUInt32BE(6, 0);
