@@ -130,6 +130,16 @@ export function report(results: Res[], js: Res | null, loadavg: { start: number[
       r.slow?.na ? 'n/a' : rss ? `${f0(rss.before)} / ${f0(rss.peakAlone)} / ${f0(rss.peak)}` : '-',
     ]);
   }
+  // Where the CPU went: every process of the measurement (user + system), per message handled.
+  const head3 = ['transport', 'CPU us/msg: events 100B', `rpc c${cfg.concurrency}`, `fan-out x${cfg.subscribers}`, 'durable pull', `fan-out CPU ms: publisher / receivers / broker`];
+  const rows3 = [head3];
+  const us = (o: any) => (o?.cpu?.usPerMessage == null ? '-' : f1(o.cpu.usPerMessage));
+  for (const r of results) {
+    if (r.skipped) continue;
+    const c = r.fanout?.cpu;
+    const split = c ? `${c.publisher ?? '-'} / ${c.receivers.map((v: number | null) => v ?? '-').join(' ')} / ${c.broker ?? '-'}` : '-';
+    rows3.push([r.transport, us(r.events?.[100]), us(r.rpcConc), us(r.fanout), us(r.durablePull), split]);
+  }
   if (js) rows2.push(['JetStream file publish (raw)', '', '', js.error ? 'err' : f0(js.msgsPerSec), ...Array(head2.length - 4).fill('')]);
   const how = INTERLEAVE && cfg.reps > 1 ? `median of ${cfg.reps} interleaved rounds` : `median of ${cfg.reps} rep(s)`;
   say(`\nNest transports, one process per server/subscriber/client; ${how}${QUICK ? ' (quick)' : ''}`);
@@ -137,6 +147,8 @@ export function report(results: Res[], js: Res | null, loadavg: { start: number[
   say(table(rows1));
   say('');
   say(table(rows2));
+  say('');
+  say(table(rows3));
   const rs = ratios(results, js);
   if (rs.length) {
     say('\nTargets (issue 5)');

@@ -195,8 +195,10 @@ function mergeRounds(rounds: Res[]): Res {
       withPeer,
       withSlow,
       slowMsPerMessage: medianOf(slows, 'slowMsPerMessage').slowMsPerMessage,
-      changePct: ((withSlow.deliveredPerSec - alone.deliveredPerSec) / alone.deliveredPerSec) * 100,
-      changeVsPeerPct: ((withSlow.deliveredPerSec - withPeer.deliveredPerSec) / withPeer.deliveredPerSec) * 100,
+      // Paired: each round measures alone and beside the slow peer in the same processes, back to back;
+      // the median of those changes, not the change between medians of different rounds.
+      changePct: medianOf(slows, 'changePct').changePct,
+      changeVsPeerPct: medianOf(slows, 'changeVsPeerPct').changeVsPeerPct,
       changePctRounds: slows.map(x => x.changePct),
       brokerRssMB: { before: slows[0].brokerRssMB?.before, peakAlone: peakOf('peakAlone'), peak: peakOf('peak') },
       stats: slows[slows.length - 1].stats,
