@@ -33,6 +33,8 @@ interface Delivery {
   calls: number;
   /** distinct messages handled by each receiver (how a group shared the work) */
   perReceiver: number[];
+  /** when each receiver handled its last message, ms after the first emit */
+  finishMs: (number | null)[];
   lost: number;
   spanMs: number;
   deliveredPerSec: number;
@@ -127,6 +129,7 @@ async function deliveryRun(
     delivered,
     calls,
     perReceiver: per.map(p => p.count),
+    finishMs: per.map(p => (p.lastAt ? Math.round((p.lastAt - Number(sent.t0)) * 10) / 10 : null)),
     lost: expected - delivered,
     spanMs,
     deliveredPerSec: delivered / (spanMs / 1000),
