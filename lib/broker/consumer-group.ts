@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { ConsumeSpec, Consumer, Delivery } from '../connection/types.js';
 import type { LogRecord, TopicLog } from '../store/types.js';
+import { IdTable } from '../id-table.js';
 import { Deque } from './deque.js';
 import type { BrokerLogger } from './logger.js';
 import type { BrokerStats } from './stats.js';
@@ -102,7 +103,8 @@ export interface GroupHost {
 
 /** One consume() call: a member of its group. */
 export class GroupMember implements Consumer {
-  readonly inflight = new Map<number, Entry>();
+  /** Deliveries not yet acked, by delivery id (per message: an IdTable, not a Map, see IdTable). */
+  readonly inflight = new IdTable<Entry>();
   readonly deadlines = new Deque<AckDeadline>();
   nextId = 1;
   paused = false;
@@ -314,7 +316,7 @@ export class ConsumerGroup {
     m.closed = true;
     const i = this.members.indexOf(m);
     if (i >= 0) this.members.splice(i, 1);
-    const back = [...m.inflight.values()].sort((a, b) => a.rec.offset - b.rec.offset);
+    const back = m.inflight.valuesList().sort((a, b) => a.rec.offset - b.rec.offset);
     m.inflight.clear();
     m.deadlines.clear();
     for (const e of back) {

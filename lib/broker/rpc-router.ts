@@ -1,5 +1,6 @@
 import { LogBusError } from '../errors.js';
 import type { RpcCall, RpcIncoming, RpcReplyHandler } from '../connection/types.js';
+import { IdTable } from '../id-table.js';
 
 /** Longest RPC pattern (Nest turns object patterns into JSON strings, so these are not topic names). */
 const MAX_PATTERN_LENGTH = 4096;
@@ -15,7 +16,8 @@ export interface RpcOwner {
 
 export class Responder {
   closed = false;
-  readonly pending = new Set<number>();
+  /** Its requests not yet answered (per request: no Map, see IdTable). */
+  readonly pending = new IdTable<Pending>(8);
   constructor(
     readonly pattern: string,
     readonly owner: RpcOwner,
@@ -64,7 +66,7 @@ function safely(fn: () => void, onError: (e: unknown) => void): void {
  */
 export class RpcRouter {
   private readonly responders = new Map<string, { list: Responder[]; next: number }>();
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new IdTable<Pending>();
   private seq = 0;
   private responderCount = 0;
 
@@ -105,8 +107,8 @@ export class RpcRouter {
       if (i >= 0) slot.list.splice(i, 1);
       if (slot.list.length === 0) this.responders.delete(r.pattern);
     }
-    for (const id of r.pending) {
-      const p = this.take(id);
+    for (const waiting of r.pending.valuesList()) {
+      const p = this.take(waiting.id);
       if (p) {
         const err = new LogBusError('CONNECTION_LOST', `the handler of '${r.pattern}' went away before replying`);
         safely(() => p.handler.error(err), e => this.onHandlerError(`RPC error callback threw: ${(e as Error)?.message ?? e}`));
@@ -138,7 +140,7 @@ export class RpcRouter {
     const p = new Pending(this, id, caller, handler, responder, pattern, value);
     this.pending.set(id, p);
     caller.pending++;
-    responder.pending.add(id);
+    responder.pending.set(id, p);
     // Handed over after request() has returned; one microtask for all requests of this job.
     if (this.toHandOver.push(p) === 1) queueMicrotask(this.handOver);
     return p;
@@ -186,7 +188,7 @@ export class RpcRouter {
   /** A calling session closes: its pending requests are forgotten; late replies are dropped. */
   dropCaller(caller: RpcOwner): void {
     if (caller.pending === 0) return;
-    for (const p of this.pending.values()) if (p.caller === caller) this.take(p.id);
+    for (const p of this.pending.valuesList()) if (p.caller === caller) this.take(p.id);
   }
 
   private take(id: number): Pending | undefined {

@@ -18,6 +18,7 @@ import { LIMITS, positiveInt, resolveOptions, resolveTopicConfig, type LogBusOpt
 import { validateTopicName } from '../topic.js';
 import { encodeJson, PayloadCodec, ReplyTag } from './codec.js';
 import { validateName } from './consume-options.js';
+import { IdTable } from '../id-table.js';
 import { RpcDeadlines, type RpcDeadline } from './rpc-deadlines.js';
 
 export interface ProduceOptions {
@@ -170,7 +171,9 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
   /** publishes not yet taken by the broker: close() waits for them ("flushes what was accepted") */
   private readonly publishing = new Set<Promise<unknown>>();
   /** cancels for RPCs in flight, so close() can end them */
-  private readonly pending = new Set<(err: Error) => void>();
+  /** send()s waiting for replies, to fail at close(); an IdTable by a local sequence, not a Set (see IdTable). */
+  private readonly pending = new IdTable<(err: Error) => void>();
+  private pendingSeq = 0;
   /** their timeouts, under one timer */
   private readonly deadlines = new RpcDeadlines();
   private readonly listeners: Array<[ConnectionStatus, () => void]> = [];
@@ -198,7 +201,7 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
   close(): Promise<void> {
     this.closed = true;
     this.closing ??= (async () => {
-      for (const cancel of [...this.pending]) cancel(closedError());
+      for (const cancel of this.pending.valuesList()) cancel(closedError());
       await Promise.allSettled([...this.publishing]);
       const connection = await this.connecting?.catch(() => undefined);
       await connection?.close();
@@ -469,10 +472,11 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
     let call: RpcCall | undefined;
     let finished = false;
     let deadline: RpcDeadline | undefined;
+    const key = ++this.pendingSeq;
     const finish = () => {
       finished = true;
       if (deadline) this.deadlines.cancel(deadline);
-      this.pending.delete(fail);
+      this.pending.delete(key);
     };
     const fail = (err: Error) => {
       if (finished) return;
@@ -498,7 +502,7 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
       callback({ err: new LogBusError('INVALID_ARGUMENT', `${MAX_PENDING_RPCS} requests already wait for replies on this client`) });
       return () => undefined;
     }
-    this.pending.add(fail);
+    this.pending.set(key, fail);
     const timeoutMs = this.resolved?.rpcTimeoutMs ?? 30_000;
     deadline = this.deadlines.add(timeoutMs, () => fail(new LogBusError('TIMEOUT', `no reply to '${pattern}' within ${timeoutMs} ms`)));
     const connection = this.connection;

@@ -38,6 +38,7 @@ import { DEFAULTS, LIMITS, type ResolvedOptions, type TopicConfig } from '../opt
 import { dec, enc, errorFromBody, TARGET_SUBSCRIPTION, type WireDeliveryBody } from './codec.js';
 import { DEFAULT_MAX_FRAME_BYTES, type Frame, FrameDecoder, FrameType, frameTypeName, HEADER_BYTES, MAX_FRAME_FROM_BROKER } from './frame.js';
 import { Outbox } from './outbox.js';
+import { IdTable } from '../id-table.js';
 import { stderrLogger, type WireLogger } from './server.js';
 
 export interface WireClientTuning {
@@ -169,8 +170,8 @@ export class WireConnection implements BusConnection {
   private maxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
 
   private nextRequestId = 1;
-  private readonly pending = new Map<number, PendingCall>();
-  private readonly rpcCalls = new Map<number, RpcReplyHandler>();
+  private readonly pending = new IdTable<PendingCall>();
+  private readonly rpcCalls = new IdTable<RpcReplyHandler>();
   /** Calls waiting for the connection to come (back). */
   private readonly waiters = new Set<{ resolve(): void; reject(e: Error): void }>();
   private readonly drainWaiters: (() => void)[] = [];
@@ -359,9 +360,9 @@ export class WireConnection implements BusConnection {
       this.closing
         ? new LogBusError('CLOSED', 'the connection was closed')
         : new LogBusError('CONNECTION_LOST', `lost the connection to the broker at ${this.address}; the call may or may not have been taken`);
-    for (const p of [...this.pending.values()]) p.reject(lost());
+    for (const p of this.pending.valuesList()) p.reject(lost());
     this.pending.clear();
-    for (const h of [...this.rpcCalls.values()]) h.error(lost());
+    for (const h of this.rpcCalls.valuesList()) h.error(lost());
     this.rpcCalls.clear();
     for (const w of this.drainWaiters.splice(0)) w();
     if (this.closing) {
@@ -522,7 +523,7 @@ export class WireConnection implements BusConnection {
           // Unsolicited (request id 0): the broker refuses this connection as a whole (e.g. too many connections).
           this.logger.warn(`broker at ${this.address}: ${err.message}`);
           if (f.requestId === 0) {
-            for (const q of [...this.pending.values()]) q.reject(err);
+            for (const q of this.pending.valuesList()) q.reject(err);
             this.pending.clear();
           }
           return;

@@ -24,6 +24,7 @@ import { PushDelivery } from '../broker/dispatcher.js';
 import { brokerName, DeliverBatch, dec, enc, encodeMessagePart, TARGET_CONSUMER, TARGET_SUBSCRIPTION } from './codec.js';
 import { DEFAULT_MAX_FRAME_BYTES, type Frame, FrameDecoder, FrameType, frameTypeName, MAX_FRAME_BEFORE_HELLO, MAX_FRAME_FROM_BROKER } from './frame.js';
 import { Outbox } from './outbox.js';
+import { IdTable } from '../id-table.js';
 
 export interface WireLogger {
   log(message: string): void;
@@ -200,7 +201,8 @@ interface SubEntry {
 }
 interface ConsumerEntry {
   consumer: Consumer;
-  pending: Map<number, Delivery>;
+  /** Deliveries not yet acked or nacked, by delivery id. */
+  pending: IdTable<Delivery>;
 }
 
 /**
@@ -261,9 +263,10 @@ class ServerConnection {
   private readonly subs = new Map<number, SubEntry>();
   private readonly consumers = new Map<number, ConsumerEntry>();
   private readonly responders = new Map<number, { close(): Promise<void> }>();
-  private readonly incoming = new Map<number, RpcIncoming>();
+  // per request: IdTables, not Maps (see IdTable)
+  private readonly incoming = new IdTable<RpcIncoming>();
   private incomingSeq = 0;
-  private readonly calls = new Map<number, RpcCall>();
+  private readonly calls = new IdTable<RpcCall>();
   private batch: DeliverBatch | undefined;
   private resolveClosed!: () => void;
   readonly closed = new Promise<void>(r => (this.resolveClosed = r));
@@ -370,7 +373,7 @@ class ServerConnection {
         this.checkTargetRoom();
         if (typeof b.spec !== 'object' || b.spec === null) throw new LogBusError('INVALID_ARGUMENT', 'consume spec must be an object');
         if (this.consumers.has(b.consumerId)) throw new LogBusError('INVALID_ARGUMENT', `consumer id ${b.consumerId} is already in use`);
-        const entry: ConsumerEntry = { consumer: undefined as unknown as Consumer, pending: new Map() };
+        const entry: ConsumerEntry = { consumer: undefined as unknown as Consumer, pending: new IdTable() };
         const spec = b.spec as Parameters<BusConnection['consume']>[0];
         return this.track(id, s.consume(spec, d => this.deliverPull(b.consumerId, entry, d)), consumer => {
           entry.consumer = consumer;
@@ -641,7 +644,7 @@ class ServerConnection {
       this.socket.destroy();
     }
     this.batch = undefined;
-    for (const call of this.calls.values()) call.cancel();
+    for (const call of this.calls.valuesList()) call.cancel();
     this.calls.clear();
     this.incoming.clear();
     const session = this.session;
