@@ -294,11 +294,17 @@ describe('limits', () => {
       return { arrived: got.length - gotBefore, dropped };
     }
 
-    test('done() frees it: a subscriber that finished what it held receives again', async () => {
+    /** A publisher and a remote subscriber whose handler keeps what it gets (done() is the test's to call). */
+    async function holdingSubscriber() {
       const pub = await connected();
-      const slow = await connected();
+      const conn = await connected();
       const got: Delivery[] = [];
-      const sub = await slow.subscribe({ pattern: 'firehose', bufferBytes: 2000 }, d => got.push(d));
+      const sub = await conn.subscribe({ pattern: 'firehose', bufferBytes: 2000 }, d => got.push(d));
+      return { pub, conn, got, sub };
+    }
+
+    test('done() frees it: a subscriber that finished what it held receives again', async () => {
+      const { pub, got, sub } = await holdingSubscriber();
       expect(await publish(pub, got, 8)).toEqual({ arrived: 5, dropped: 3 });
       for (const d of got) sub.done(d);
       await waitFor('the buffer freed', async () => (await publish(pub, got, 1)).arrived === 1);
@@ -306,10 +312,7 @@ describe('limits', () => {
     });
 
     test('done() twice on one delivery frees it once', async () => {
-      const pub = await connected();
-      const slow = await connected();
-      const got: Delivery[] = [];
-      const sub = await slow.subscribe({ pattern: 'firehose', bufferBytes: 2000 }, d => got.push(d));
+      const { pub, got, sub } = await holdingSubscriber();
       expect(await publish(pub, got, 5)).toEqual({ arrived: 5, dropped: 0 });
       for (let i = 0; i < 5; i++) sub.done(got[0]);
       await waitFor('one freed', async () => (await publish(pub, got, 1)).arrived === 1);
@@ -317,10 +320,7 @@ describe('limits', () => {
     });
 
     test('a DONE reporting more than the subscriber holds frees no more than it holds', async () => {
-      const pub = await connected();
-      const liar = await connected();
-      const got: Delivery[] = [];
-      await liar.subscribe({ pattern: 'firehose', bufferBytes: 2000 }, d => got.push(d));
+      const { pub, conn: liar, got } = await holdingSubscriber();
       // subscription 1 of this connection: "a million deliveries done, a gigabyte freed", while it holds none
       (liar as unknown as { send(frame: Buffer): void }).send(enc.done(1, 1_000_000, 1e9));
       await new Promise(r => setTimeout(r, 50));
