@@ -40,8 +40,6 @@ export function deliveryBytes(topic: string, m: OutMessage): number {
   return size;
 }
 
-const EMPTY = Buffer.alloc(0);
-const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /** Bounds subscriptions per broker. */
 const MAX_SUBSCRIPTIONS = 1_000_000;
@@ -60,6 +58,8 @@ export class PushSubscriber {
     readonly onMessage: (d: Delivery) => void,
     /** Charged per delivery besides its bytes (what its side keeps of one). */
     readonly overhead: number = DELIVERY_OVERHEAD,
+    /** SubscribeSpec.onRaw: messages without a delivery object each. */
+    readonly onRaw?: SubscribeSpec['onRaw'],
   ) {}
 
   /** Made once per subscriber, not per dropped message. */
@@ -78,10 +78,9 @@ export class PushDelivery implements Delivery {
   readonly group = undefined;
   readonly offset: number | undefined;
   readonly timestamp: number;
-  // not readonly: release() lets go of them
-  key: string | undefined;
-  headers: Record<string, string>;
-  value: Buffer;
+  readonly key: string | undefined;
+  readonly headers: Record<string, string>;
+  readonly value: Buffer;
   // #private: not enumerable, so encoding or spreading a delivery never drags the subscriber along.
   #subscriber: PushSubscriber | undefined;
   readonly #size: number;
@@ -100,27 +99,6 @@ export class PushDelivery implements Delivery {
     this.key = m.key;
     this.headers = m.headers;
     this.value = m.value;
-  }
-
-  /**
-   * The subscriber's side has what it needs of the message (a wire connection
-   * encoded it): only the record that settle() uses stays, not the payload.
-   */
-  release(): void {
-    this.value = EMPTY;
-    this.headers = NO_HEADERS;
-    this.key = undefined;
-  }
-
-  /**
-   * The wire server takes over its charge (it counts done deliveries in
-   * aggregate and frees their bytes with Dispatcher.free): returns it, drops
-   * the payload, and settle() no longer frees anything.
-   */
-  handOff(): number {
-    this.release();
-    this.#subscriber = undefined;
-    return this.#size;
   }
 
   /** Frees its bytes in the subscriber's buffer, once. */
@@ -191,7 +169,8 @@ export class Dispatcher {
     const overhead = spec.heldBytesPerMessage === undefined ? DELIVERY_OVERHEAD : positiveInt(spec.heldBytesPerMessage, 'heldBytesPerMessage');
     if (this.count >= MAX_SUBSCRIPTIONS) throw new LogBusError('INVALID_ARGUMENT', `too many subscriptions (limit ${MAX_SUBSCRIPTIONS})`);
     const id = `${spec.pattern}${spec.queue !== undefined ? `#${spec.queue}` : ''}@${owner}.${++this.seq}`;
-    const sub = new PushSubscriber(id, spec.pattern, spec.queue, bufferBytes, onMessage, overhead);
+    if (spec.onRaw !== undefined && typeof spec.onRaw !== 'function') throw new LogBusError('INVALID_ARGUMENT', 'onRaw must be a function');
+    const sub = new PushSubscriber(id, spec.pattern, spec.queue, bufferBytes, onMessage, overhead, spec.onRaw);
     if (spec.queue === undefined) {
       this.trie.add(spec.pattern, sub);
     } else {
@@ -231,7 +210,7 @@ export class Dispatcher {
     if (d instanceof PushDelivery) d.settle();
   }
 
-  /** Frees bytes of deliveries handed off (PushDelivery.handOff) and since done. */
+  /** Frees the charges of messages a raw subscriber (SubscribeSpec.onRaw) has finished. */
   free(sub: PushSubscriber, bytes: number): void {
     sub.inflightBytes = Math.max(0, sub.inflightBytes - bytes);
   }
@@ -259,9 +238,9 @@ export class Dispatcher {
     }
     sub.inflightBytes += size;
     this.stats.delivered++;
-    const d = new PushDelivery(sub.nextId++, topic, m, sub, size);
     try {
-      sub.onMessage(d);
+      if (sub.onRaw) sub.onRaw(topic, m, sub.nextId++, size);
+      else sub.onMessage(new PushDelivery(sub.nextId++, topic, m, sub, size));
     } catch (e) {
       this.logger.error(`push handler of ${sub.statId} threw: ${(e as Error)?.message ?? e}`);
     }

@@ -61,7 +61,17 @@ export interface SubscribeSpec {
    * included). The wire server keeps a small record once it has encoded one.
    */
   heldBytesPerMessage?: number;
+  /**
+   * Internal, for the wire server: each message as the dispatcher holds it,
+   * with no delivery object. The callee encodes it and keeps nothing; its
+   * charge stays in the buffer until Subscription.freeBytes. `onMessage` is
+   * not called when this is set.
+   */
+  onRaw?: (topic: string, m: RawMessage, id: number, charge: number) => void;
 }
+
+/** A message's fields, as a push subscriber's onRaw gets them. */
+export type RawMessage = Pick<Delivery, 'offset' | 'timestamp' | 'key' | 'headers' | 'value'>;
 
 export type ConsumeFrom = 'earliest' | 'latest' | { offset: number } | { timestamp: number };
 
@@ -79,7 +89,7 @@ export interface ConsumeSpec {
 export interface Subscription {
   /** Push: the handler is finished with this delivery (frees its bytes in the subscriber's buffer). */
   done(delivery: Delivery): void;
-  /** In process only, for the wire server: frees bytes of handed-off deliveries (PushDelivery.handOff) now done. */
+  /** In process only, for the wire server: frees the charges of onRaw messages now done. */
   freeBytes?(bytes: number): void;
   unsubscribe(): Promise<void>;
 }

@@ -430,9 +430,9 @@ export const enc = {
  * The message part of a delivery (topic … value), encoded once and copied
  * into the frame of every subscriber it goes to.
  */
-export function encodeMessagePart(d: Pick<Delivery, 'topic' | 'offset' | 'timestamp' | 'key' | 'headers' | 'value'>): Buffer {
-  return new Writer(48 + d.topic.length + d.value.length)
-    .str(d.topic)
+export function encodeMessagePart(topic: string, d: Pick<Delivery, 'offset' | 'timestamp' | 'key' | 'headers' | 'value'>): Buffer {
+  return new Writer(48 + topic.length + d.value.length)
+    .str(topic)
     .f64(d.offset ?? -1)
     .f64(d.timestamp)
     .optStr(d.key)

@@ -16,11 +16,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import net, { type Server as NetServer, type Socket } from 'node:net';
 import tls from 'node:tls';
-import type { BusConnection, Consumer, Delivery, RpcCall, RpcIncoming, Subscription } from '../connection/types.js';
+import type { BusConnection, Consumer, Delivery, RawMessage, RpcCall, RpcIncoming, SubscribeSpec, Subscription } from '../connection/types.js';
 import { isLogBusError, LogBusError } from '../errors.js';
 import { DEFAULTS, MiB, resolveOptions, type TopicConfig } from '../options.js';
 import type { InProcessConnection } from '../connection/in-process.js';
-import { PushDelivery } from '../broker/dispatcher.js';
 import { brokerName, DeliverBatch, dec, enc, encodeMessagePart, TARGET_CONSUMER, TARGET_SUBSCRIPTION } from './codec.js';
 import { DEFAULT_MAX_FRAME_BYTES, type Frame, FrameDecoder, FrameType, frameTypeName, MAX_FRAME_BEFORE_HELLO, MAX_FRAME_FROM_BROKER } from './frame.js';
 import { Outbox } from './outbox.js';
@@ -220,21 +219,23 @@ const last: { -readonly [K in 'topic' | 'offset' | 'timestamp' | 'key' | 'header
   value: Buffer.alloc(0),
 };
 let lastPart: Buffer | undefined;
-function messagePart(d: Delivery): Buffer {
+function messagePart(topic: string, m: RawMessage): Buffer {
   const l = last;
-  if (lastPart && l.value === d.value && l.headers === d.headers && l.topic === d.topic && l.offset === d.offset && l.timestamp === d.timestamp && l.key === d.key) {
+  if (lastPart && l.value === m.value && l.headers === m.headers && l.topic === topic && l.offset === m.offset && l.timestamp === m.timestamp && l.key === m.key) {
     return lastPart;
   }
-  lastPart = encodeMessagePart(d);
-  // the fields, not the delivery: a push delivery lets go of its payload once encoded (release())
-  l.topic = d.topic;
-  l.offset = d.offset;
-  l.timestamp = d.timestamp;
-  l.key = d.key;
-  l.headers = d.headers;
-  l.value = d.value;
+  lastPart = encodeMessagePart(topic, m);
+  l.topic = topic;
+  l.offset = m.offset;
+  l.timestamp = m.timestamp;
+  l.key = m.key;
+  l.headers = m.headers;
+  l.value = m.value;
   return lastPart;
 }
+
+/** The wire server's push subscriptions get their messages through SubscribeSpec.onRaw instead. */
+function NO_DELIVERY_OBJECTS(): void {}
 
 /**
  * What a push delivery over the wire is charged in its subscriber's buffer
@@ -342,8 +343,14 @@ class ServerConnection {
         this.checkTargetRoom();
         if (this.subs.has(b.subId)) throw new LogBusError('INVALID_ARGUMENT', `subscription id ${b.subId} is already in use`);
         const entry: SubEntry = { sub: undefined as unknown as Subscription, outstandingCount: 0, outstandingBytes: 0 };
-        const spec = { pattern: b.pattern, queue: b.queue, bufferBytes: b.bufferBytes, heldBytesPerMessage: WIRE_HELD_OVERHEAD };
-        return this.track(id, s.subscribe(spec, d => this.deliverPush(b.subId, entry, d)), sub => {
+        const spec: SubscribeSpec = {
+          pattern: b.pattern,
+          queue: b.queue,
+          bufferBytes: b.bufferBytes,
+          heldBytesPerMessage: WIRE_HELD_OVERHEAD,
+          onRaw: (topic, m, deliveryId, charge) => this.deliverPush(b.subId, entry, topic, m, deliveryId, charge),
+        };
+        return this.track(id, s.subscribe(spec, NO_DELIVERY_OBJECTS), sub => {
           entry.sub = sub;
           if (this.isClosed) void sub.unsubscribe().catch(() => {});
           else this.subs.set(b.subId, entry);
@@ -583,26 +590,23 @@ class ServerConnection {
     this.outbox.sendSoon(enc.rpcIncoming({ serveId, incomingId, pattern: req.pattern, value: req.value }));
   }
 
-  private deliverPush(subId: number, entry: SubEntry, d: Delivery): void {
+  /** Encoded and forgotten: its charge stays counted until DONE reports it. */
+  private deliverPush(subId: number, entry: SubEntry, topic: string, m: RawMessage, deliveryId: number, charge: number): void {
     if (this.isClosed) return;
-    if (!(d instanceof PushDelivery)) throw new Error('the wire server serves an in-process broker: a push delivery must be a PushDelivery');
-    const part = messagePart(d);
-    // Encoded: nothing of it is kept here; its charge stays counted until DONE reports it.
-    const charge = d.handOff();
     entry.outstandingCount++;
     entry.outstandingBytes += charge;
-    this.addDelivery(TARGET_SUBSCRIPTION, subId, d, charge, part);
+    this.addDelivery(TARGET_SUBSCRIPTION, subId, deliveryId, 1, charge, undefined, messagePart(topic, m));
   }
 
   private deliverPull(consumerId: number, entry: ConsumerEntry, d: Delivery): void {
     if (this.isClosed) return;
     entry.pending.set(d.id, d);
-    this.addDelivery(TARGET_CONSUMER, consumerId, d, 0, messagePart(d));
+    this.addDelivery(TARGET_CONSUMER, consumerId, d.id, d.deliveryCount, 0, d.group, messagePart(d.topic, d));
   }
 
-  private addDelivery(kind: number, targetId: number, d: Delivery, charge: number, part: Buffer): void {
+  private addDelivery(kind: number, targetId: number, deliveryId: number, deliveryCount: number, charge: number, group: string | undefined, part: Buffer): void {
     const batch = (this.batch ??= new DeliverBatch());
-    batch.add(kind, targetId, d.id, d.deliveryCount, charge, d.group, part);
+    batch.add(kind, targetId, deliveryId, deliveryCount, charge, group, part);
     if (batch.bytes >= WIRE_DEFAULTS.deliverBatchBytes) this.flushDeliveries();
     else this.outbox.schedule();
     if (this.outbox.pendingBytes > this.opts.maxOutboundBytes) {

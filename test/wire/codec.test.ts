@@ -107,7 +107,7 @@ describe('bodies', () => {
     fc.assert(
       fc.property(fc.array(delivery, { maxLength: 20 }), ds => {
         const batch = new DeliverBatch();
-        for (const d of ds) batch.add(TARGET_CONSUMER, d.targetId, d.id, d.deliveryCount, d.charge, d.group, encodeMessagePart(d));
+        for (const d of ds) batch.add(TARGET_CONSUMER, d.targetId, d.id, d.deliveryCount, d.charge, d.group, encodeMessagePart(d.topic, d));
         const [frame] = decodeAll([batch.frame()]);
         const got = dec.deliver(frame.body).map(d => ({ ...d, value: [...d.value] }));
         expect(got).toEqual(ds.map(d => ({ kind: TARGET_CONSUMER, ...d, headers: { ...d.headers }, value: [...d.value] })));

@@ -64,7 +64,7 @@ export const validFrame: fc.Arbitrary<Buffer> = fc.oneof(
     )
     .map(ds => {
       const b = new DeliverBatch();
-      for (const d of ds) b.add(d.kind, d.target, d.id, d.count, d.charge, d.group, encodeMessagePart(d));
+      for (const d of ds) b.add(d.kind, d.target, d.id, d.count, d.charge, d.group, encodeMessagePart(d.topic, d));
       return b.frame();
     }),
 );
