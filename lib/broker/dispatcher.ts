@@ -40,7 +40,6 @@ export function deliveryBytes(topic: string, m: OutMessage): number {
   return size;
 }
 
-
 /** Bounds subscriptions per broker. */
 const MAX_SUBSCRIPTIONS = 1_000_000;
 

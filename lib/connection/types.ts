@@ -56,9 +56,9 @@ export interface SubscribeSpec {
   /** bounded buffer: messages beyond this many bytes not yet done() are dropped and counted */
   bufferBytes?: number;
   /**
-   * Internal: what the subscribing side keeps per message not yet done(),
-   * charged besides the message's bytes (default: a whole delivery, payload
-   * included). The wire server keeps a small record once it has encoded one.
+   * Internal: what each message not yet done() is charged besides its bytes
+   * (default: what an in-process delivery keeps, payload included). The wire
+   * server keeps nothing once it has encoded one, and charges a fixed window.
    */
   heldBytesPerMessage?: number;
   /**

@@ -170,8 +170,7 @@ export class LogBusClient extends ClientProxy<LogBusClientEvents> {
   private closed = false;
   /** publishes not yet taken by the broker: close() waits for them ("flushes what was accepted") */
   private readonly publishing = new Set<Promise<unknown>>();
-  /** cancels for RPCs in flight, so close() can end them */
-  /** send()s waiting for replies, to fail at close(); an IdTable by a local sequence, not a Set (see IdTable). */
+  /** cancels for RPCs in flight, so close() can end them; an IdTable by a local sequence, not a Set (see IdTable) */
   private readonly pending = new IdTable<(err: Error) => void>();
   private pendingSeq = 0;
   /** their timeouts, under one timer */
