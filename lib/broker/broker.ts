@@ -19,10 +19,10 @@ import type {
 import { InProcessConnection } from '../connection/in-process.js';
 import { DEFAULTS, LIMITS, badOption, resolveOptions, type FsyncMode, type TopicConfig } from '../options.js';
 import type { AppendRecord, AppendResult, LogRecord, LogStore, TopicLog } from '../store/types.js';
-import { GROUP_NAME_RULE, isValidGroupName, validateTopicName } from '../topic.js';
+import { validateTopicName } from '../topic.js';
 import type { GroupMember } from './consumer-group.js';
 import { Dispatcher, type OutMessage, type PushSubscriber } from './dispatcher.js';
-import { validateConsumeSpec } from '../connection/consume-spec.js';
+import { validateConsumeSpec, validateGroupName } from '../connection/consume-spec.js';
 import { GroupManager } from './group-manager.js';
 import { consoleLogger, type BrokerLogger } from './logger.js';
 import { openBrokerStore } from './open-store.js';
@@ -401,9 +401,7 @@ export class Broker {
   async resetGroup(topic: string, group: string, to: ConsumeFrom): Promise<void> {
     this.assertOpen();
     validateTopicName(topic);
-    if (!isValidGroupName(group)) {
-      throw new LogBusError('INVALID_ARGUMENT', `group ${JSON.stringify(group)} must be ${GROUP_NAME_RULE}`);
-    }
+    validateGroupName(group);
     const t = await this.topicRegistry.resolve(topic);
     if (!t.log) throw new LogBusError('NOT_DURABLE', `topic '${topic}' is not durable: it has no consumer groups`);
     await this.groupManager.reset(t.log, group, to);

@@ -1,8 +1,15 @@
-/** The consume spec rules every driver applies (embedded broker, Redis), so a bad spec fails alike everywhere. */
+/** The consume spec and group name rules every driver applies (embedded broker, Redis), so bad input fails alike everywhere. */
 import { LogBusError } from '../errors.js';
 import { badOption, LIMITS } from '../options.js';
 import { GROUP_NAME_RULE, isValidGroupName, validateTopicName } from '../topic.js';
 import type { ConsumeSpec } from './types.js';
+
+/** A group name given on its own (resetGroup), as the embedded broker and Redis both check it. */
+export function validateGroupName(group: unknown): asserts group is string {
+  if (!isValidGroupName(group)) {
+    throw new LogBusError('INVALID_ARGUMENT', `group ${JSON.stringify(group)} must be ${GROUP_NAME_RULE}`);
+  }
+}
 
 /** Checks a consume spec completely before anything is created. */
 export function validateConsumeSpec(spec: ConsumeSpec): void {

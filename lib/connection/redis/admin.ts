@@ -12,7 +12,8 @@ import type { ConsumeFrom, GroupInfo, ReadMessage, TopicInfo } from '../types.js
 import { asBusError, flatToObject } from './client.js';
 import type { DriverContext } from './context.js';
 import { idBefore, nextAfterId, offsetOf } from './keys.js';
-import { fromArgs, validateGroupName } from './consume-spec.js';
+import { validateGroupName } from '../consume-spec.js';
+import { fromArgs } from './consume-spec.js';
 import { RESET_GROUP } from './scripts.js';
 import { parseStreamEntry, type RawEntry } from './stream-entry.js';
 import { storableConfig, type TopicConfigs } from './topic-config.js';

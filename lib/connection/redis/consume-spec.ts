@@ -1,17 +1,6 @@
-/** Checks on what consume() and resetGroup() are given, before anything reaches Redis. */
+/** Where consume() starts a new group, as Redis arguments (the spec and group name checks are ../consume-spec.ts). */
 import { LogBusError } from '../../errors.js';
-import { GROUP_NAME_RULE, isValidGroupName } from '../../topic.js';
 import type { ConsumeSpec } from '../types.js';
-
-/** Group names as on the embedded broker. */
-export function validateGroupName(group: unknown): asserts group is string {
-  if (!isValidGroupName(group)) {
-    throw new LogBusError('INVALID_ARGUMENT', `group ${JSON.stringify(group)} must be ${GROUP_NAME_RULE}`);
-  }
-}
-
-/** The same rules as the embedded broker's (INVALID_OPTION naming the option). */
-export { validateConsumeSpec } from '../consume-spec.js';
 
 /** Redis arguments for where a NEW group starts. */
 export function fromArgs(from: ConsumeSpec['from']): [string, string] {

@@ -61,7 +61,7 @@ import { consoleDriverLogger, DriverStats, type DriverContext, type DriverLogger
 import { GroupEvents } from './group-events.js';
 import { RedisKeys } from './keys.js';
 import { Producer } from './produce.js';
-import { validateConsumeSpec } from './consume-spec.js';
+import { validateConsumeSpec } from '../consume-spec.js';
 import { RedisConsumer } from './pull.js';
 import { PushHub } from './push.js';
 import { RpcRequester, RpcResponder } from './rpc.js';
