@@ -7,7 +7,7 @@ import path from 'node:path';
 import { sleep } from './common.js';
 import { Child } from './child.js';
 import { BUILD, CPU_PROF, DATA_ROOT, PROF_DIR, flag, log } from './config.js';
-import { NATS_URL, REDIS_HOST, REDIS_PORT } from './transports.js';
+import { NATS_URL, REDIS_HOST, REDIS_PORT, TCP_PORT } from './transports.js';
 import type { Placement, TransportDef } from './transports.js';
 
 /**
@@ -53,7 +53,7 @@ export async function deploy(name: string, def: TransportDef, scenario: string):
   if (!def.logbus) {
     const pid = def.broker === 'redis' ? redisPid() : def.broker === 'nats' ? pidByComm('nats-server') : undefined;
     // Nest TCP has no broker: the server listens on a fresh port (BENCH_TCP_PORT pins it).
-    const port = def.broker === null ? (process.env.BENCH_TCP_PORT ? Number(process.env.BENCH_TCP_PORT) : await freePort()) : undefined;
+    const port = def.broker === null ? (TCP_PORT ?? (await freePort())) : undefined;
     return { host: { port }, peer: { port }, brokerPid: () => pid, close: async () => undefined };
   }
   const port = process.env.BENCH_LOGBUS_PORT ? Number(process.env.BENCH_LOGBUS_PORT) + portSeq++ : await freePort();

@@ -11,7 +11,8 @@ export const REDIS_HOST = process.env.BENCH_REDIS_HOST ?? '127.0.0.1';
 export const REDIS_PORT = Number(process.env.BENCH_REDIS_PORT ?? 6379);
 export const NATS_URL = process.env.BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 export const TCP_HOST = '127.0.0.1';
-export const TCP_PORT = Number(process.env.BENCH_TCP_PORT ?? 4100);
+/** BENCH_TCP_PORT pins Nest TCP's port; else deploy() takes a free one. */
+export const TCP_PORT = process.env.BENCH_TCP_PORT ? Number(process.env.BENCH_TCP_PORT) : undefined;
 
 export const EVENT_TOPIC = 'bench.event';
 export const RPC_PATTERN = 'bench.rpc';
@@ -126,8 +127,8 @@ export const transports: Record<string, TransportDef> = {
     broker: null,
     fanout: false, // a TCP ClientProxy talks to exactly one server
     durable: false,
-    server: async p => ({ transport: Transport.TCP, options: { host: TCP_HOST, port: p.port ?? TCP_PORT } }),
-    client: async p => ClientProxyFactory.create({ transport: Transport.TCP, options: { host: TCP_HOST, port: p.port ?? TCP_PORT } }) as ClientProxy,
+    server: async p => ({ transport: Transport.TCP, options: { host: TCP_HOST, port: p.port } }),
+    client: async p => ClientProxyFactory.create({ transport: Transport.TCP, options: { host: TCP_HOST, port: p.port } }) as ClientProxy,
   },
   redis: {
     broker: 'redis',
