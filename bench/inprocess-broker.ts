@@ -11,37 +11,14 @@ import { performance } from 'node:perf_hooks';
 import { Broker } from '../lib/broker/broker.js';
 import type { BusConnection, Consumer, OutgoingMessage } from '../lib/connection/types.js';
 import type { FsyncMode } from '../lib/options.js';
+import { arg, publishSingles } from './common.js';
 
-const arg = (name: string): string | undefined => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
-const N = Number(arg('n') ?? 300_000);
+const N = Number(arg('n', '300000'));
 const quiet = { warn: () => undefined, error: (m: string) => console.error(m) };
 const payload = Buffer.alloc(100, 'x');
 
 async function openBroker(dataDir: string, fsync: FsyncMode): Promise<Broker> {
   return Broker.open({ dataDir, fsync, topics: { 'live.>': { durable: false } }, retentionCheckMs: 0, logger: quiet });
-}
-
-/** Publishes n single-message produce() calls (as emit() does), `window` in flight. */
-async function publishSingles(c: BusConnection, topic: string, n: number, window: number): Promise<void> {
-  let sent = 0;
-  let inFlight = 0;
-  await new Promise<void>((resolve, reject) => {
-    const pump = (): void => {
-      while (inFlight < window && sent < n) {
-        sent++;
-        inFlight++;
-        c.produce(topic, [{ value: payload }]).then(() => {
-          inFlight--;
-          if (sent === n && inFlight === 0) resolve();
-          else pump();
-        }, reject);
-      }
-    };
-    pump();
-  });
 }
 
 async function publishBatches(c: BusConnection, topic: string, n: number, batch: number, window: number): Promise<void> {
@@ -106,7 +83,7 @@ async function benchPull(b: Broker, topic: string, label: string, n: number, con
   await new Promise(r => setImmediate(r));
   const t0 = performance.now();
   if (batch > 1) await publishBatches(pub, topic, n, batch, 64);
-  else await publishSingles(pub, topic, n, 1000);
+  else await publishSingles(pub, [topic], n, 1000, payload);
   const tPub = performance.now() - t0;
   await all;
   const ms = performance.now() - t0;
@@ -153,20 +130,20 @@ async function benchRpc(b: Broker, n: number, window: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  let dir = arg('dir');
+  let dir = arg('dir', '');
   let tmp: string | undefined;
   let hasFileStore = fs.existsSync(new URL('../lib/store/index.js', import.meta.url));
   if (!dir) {
     if (hasFileStore) dir = tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'logbus-bench-'));
     else dir = ':memory:';
   }
-  const fsync = (arg('fsync') ?? 'always') as FsyncMode;
+  const fsync = arg('fsync', 'always') as FsyncMode;
   console.log(`node ${process.version}, ${os.cpus().length} cpus, dataDir ${dir === ':memory:' ? ':memory:' : 'temp dir'}, fsync ${fsync}, 100-byte payloads`);
   const b = await openBroker(dir, fsync);
   try {
-    await benchPush(b, 'live.a', 'non-durable, emit-style singles (1000 in flight)', c => publishSingles(c, 'live.a', N, 1000), N);
+    await benchPush(b, 'live.a', 'non-durable, emit-style singles (1000 in flight)', c => publishSingles(c, ['live.a'], N, 1000, payload), N);
     await benchPush(b, 'live.b', 'non-durable, batches of 100', c => publishBatches(c, 'live.b', N, 100, 64), N);
-    await benchPush(b, 'push.c', `durable, emit-style singles (fsync ${fsync})`, c => publishSingles(c, 'push.c', N, 1000), N);
+    await benchPush(b, 'push.c', `durable, emit-style singles (fsync ${fsync})`, c => publishSingles(c, ['push.c'], N, 1000, payload), N);
     await benchPull(b, 'pull.a', `conc 64, emit-style singles (fsync ${fsync})`, N, 64, 1);
     await benchPull(b, 'pull.b', `conc 64, batches of 100 (fsync ${fsync})`, N, 64, 100);
     await benchPull(b, 'pull.c', `conc 1, batches of 100 (fsync ${fsync})`, Math.min(N, 100_000), 1, 100);

@@ -10,28 +10,25 @@
  *
  *   npx tsc -p tsconfig.json && node .build/bench/memory.js [--n 10000000] [--fsync always|never]
  *       [--batch 500] [--inflight 8] [--slow-rate 1000] [--broker-node-args "--max-old-space-size=64"]
+ *       [--timeout-s 1500] (give up if not all consumed with lag 0 by then)
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Delivery, OutgoingMessage } from '../lib/connection/types.js';
 import type { FsyncMode } from '../lib/options.js';
 import { LogBroker } from '../lib/wire/log-broker.js';
-import { WireConnection } from '../lib/wire/client.js';
-import { arg, produceAll } from './common.js';
+import type { WireConnection } from '../lib/wire/client.js';
+import { arg, produceAll, rssMiB, wireConn } from './common.js';
 
 const TOPIC = 'bench.memory';
 const GROUP = 'lagging';
 const SELF = fileURLToPath(import.meta.url);
 const MiB = 1024 * 1024;
 
-async function conn(url: string): Promise<WireConnection> {
-  const c = new WireConnection({ url, token: undefined, rpcTimeoutMs: 60_000 });
-  await c.connect();
-  return c;
-}
+const conn = (url: string): Promise<WireConnection> => wireConn(url, { rpcTimeoutMs: 60_000 });
 
 // ---------------------------------------------------------------- roles (child processes)
 
@@ -117,11 +114,6 @@ interface Msg {
 
 function child(role: string, extra: string[], execArgv: string[] = []): ChildProcess {
   return fork(SELF, ['--role', role, ...extra], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
-}
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 const once = <T>(p: ChildProcess, pred: (m: Msg) => T | undefined): Promise<T> =>

@@ -15,9 +15,10 @@ import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
 import { Consume, LogBusClient, LogBusContext, LogBusServer, Subscribe } from '../lib/index.js';
+import { arg } from './common.js';
 
 const N = Number(process.argv.slice(2).find(a => /^\d+$/.test(a)) ?? 200_000);
-const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+const ONLY = arg('only', '') || undefined;
 const BATCH = 1000;
 const WINDOW = 8;
 const RPCS = 5_000;

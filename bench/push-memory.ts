@@ -12,13 +12,9 @@
  *   npx tsc -p tsconfig.json && node .build/bench/push-memory.js [--n 2000000] [--size 100] [--batch 500]
  *       [--inflight 8] [--buffer-bytes 8388608] [--durable] [--no-stuck]
  */
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import type { Delivery, OutgoingMessage } from '../lib/connection/types.js';
-import { WireConnection } from '../lib/wire/client.js';
-import { arg, produceAll } from './common.js';
+import type { WireConnection } from '../lib/wire/client.js';
+import { arg, produceAll, rssMiB, startSoakBroker, wireConn } from './common.js';
 
 const N = Number(arg('n', '2000000'));
 const SIZE = Number(arg('size', '100'));
@@ -31,29 +27,7 @@ const STUCK = !process.argv.includes('--no-stuck');
 const TOPIC = 'bench.push';
 const MiB = 1024 * 1024;
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-async function startBroker(): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
-  const script = fileURLToPath(new URL('./soak-broker.js', import.meta.url));
-  const options = { dataDir: ':memory:', port: 0, topics: { [TOPIC]: { durable: DURABLE } }, retentionCheckMs: 0 };
-  const child = spawn(process.execPath, [script, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', code => reject(new Error(`broker exited with ${code}`)));
-  });
-  const { listening, pid } = JSON.parse(line) as { listening: number; pid: number };
-  const exited = new Promise<void>(r => child.once('exit', () => r()));
-  return { port: listening, pid, stop: () => (child.kill('SIGTERM'), exited) };
-}
-
-async function connect(port: number): Promise<WireConnection> {
-  const c = new WireConnection({ url: `logbus://127.0.0.1:${port}`, token: undefined, rpcTimeoutMs: 60_000 });
-  await c.connect();
-  return c;
-}
+const connect = (port: number): Promise<WireConnection> => wireConn(`logbus://127.0.0.1:${port}`, { rpcTimeoutMs: 60_000 });
 
 async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -65,7 +39,7 @@ async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolea
 }
 
 async function main(): Promise<void> {
-  const broker = await startBroker();
+  const broker = await startSoakBroker({ dataDir: ':memory:', port: 0, topics: { [TOPIC]: { durable: DURABLE } }, retentionCheckMs: 0 });
   const subs = await connect(broker.port);
   const producer = await connect(broker.port);
   const stuck: Delivery[] = [];

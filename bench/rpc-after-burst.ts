@@ -15,8 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { WireLogger } from '../lib/wire/server.js';
 import { LogBroker } from '../lib/wire/log-broker.js';
-import { WireConnection } from '../lib/wire/client.js';
-import { arg, produceAll } from './common.js';
+import { arg, produceAll, wireConn } from './common.js';
 
 const burst = Number(arg('burst', '400000'));
 const requests = Number(arg('requests', '100000'));
@@ -24,11 +23,7 @@ const quiet: WireLogger = { log: () => {}, warn: () => {} };
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'logbus-rpc-burst-'));
 const broker = await LogBroker.start({ dataDir: dir, port: 0, fsync: 'never', logger: { log: () => {}, warn: () => {}, error: () => {} }, wire: { logger: quiet } });
-const connect = async () => {
-  const c = new WireConnection({ url: `logbus://127.0.0.1:${broker.address().port}`, token: undefined, rpcTimeoutMs: 30_000 }, { logger: quiet });
-  await c.connect();
-  return c;
-};
+const connect = () => wireConn(`logbus://127.0.0.1:${broker.address().port}`, { rpcTimeoutMs: 30_000, logger: quiet });
 const responder = await connect();
 const caller = await connect();
 await responder.serveRpc('echo', req => req.reply(req.value, true));

@@ -10,14 +10,17 @@
  *
  *   npx tsc -p tsconfig.json && node .build/bench/scale.js [--n 200000] [--reps 3] [--groups-n 20000]
  *       [--durable true|false] [--sections push,groups,fds] [--store memory|file]  (the push phase; file = temp dir with fsync never) [--window 1000] (produce calls in flight)
+ *       [--fd-topics 10000] (durable topics of the fds section)
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { fork } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Broker } from '../lib/broker/broker.js';
-import type { BusConnection, Consumer, Delivery, Subscription } from '../lib/connection/types.js';
+import type { Consumer, Delivery, OutgoingMessage, Subscription } from '../lib/connection/types.js';
 import type { TopicConfig } from '../lib/options.js';
-import { arg } from './common.js';
+import { arg, openFds, produceAll, publishSingles } from './common.js';
 
 const N = Number(arg('n', '200000'));
 const REPS = Number(arg('reps', '3'));
@@ -42,27 +45,6 @@ function openBroker(store: string): Promise<Broker> {
   // --durable false: the push topics have no log at all, leaving the dispatch path alone.
   const topics: Record<string, TopicConfig> = DURABLE ? {} : { 'app.>': { durable: false } };
   return Broker.open({ dataDir: store === 'file' ? tempDir('push') : ':memory:', fsync: 'never', topics, retentionCheckMs: 0, logger: quiet });
-}
-
-/** n single-message produce() calls (as emit() does) over `topics` round robin, `window` in flight. */
-function publishSpread(c: BusConnection, topics: string[], n: number, window: number): Promise<void> {
-  let sent = 0;
-  let inFlight = 0;
-  return new Promise<void>((resolve, reject) => {
-    const pump = (): void => {
-      while (inFlight < window && sent < n) {
-        const t = topics[sent % topics.length];
-        sent++;
-        inFlight++;
-        c.produce(t, [{ value: payload }]).then(() => {
-          inFlight--;
-          if (sent === n && inFlight === 0) resolve();
-          else pump();
-        }, reject);
-      }
-    };
-    pump();
-  });
 }
 
 interface PushCase {
@@ -121,13 +103,13 @@ async function runPush(pc: PushCase, n = N): Promise<PushResult> {
       subs.push(s);
     }
     // Warm-up: every topic exists (its log opened) before the timed phase, and the JIT has run.
-    await publishSpread(pub, pc.topics, Math.max(pc.topics.length, 20_000), 1000);
+    await publishSingles(pub, pc.topics, Math.max(pc.topics.length, 20_000), 1000, payload);
     await new Promise(r => setImmediate(r));
     delivered = 0;
     global.gc?.();
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    await publishSpread(pub, pc.topics, n, WINDOW);
+    await publishSingles(pub, pc.topics, n, WINDOW, payload);
     // deliveries of the last batch run in a microtask after its produce resolved
     await new Promise(r => setImmediate(r));
     const ms = performance.now() - t0;
@@ -225,12 +207,8 @@ async function hundredGroups(): Promise<Record<string, unknown>> {
     await new Promise(r => setImmediate(r));
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    let sent = 0;
-    while (sent < GROUPS_N) {
-      const k = Math.min(100, GROUPS_N - sent);
-      sent += k;
-      await pub.produce('scale.groups', Array.from({ length: k }, () => ({ value: payload })));
-    }
+    const batch: OutgoingMessage[] = Array.from({ length: 100 }, () => ({ value: payload }));
+    await produceAll(pub, 'scale.groups', batch, GROUPS_N, 1);
     await done;
     const ms = performance.now() - t0;
     const cpu = process.cpuUsage(c0);
@@ -261,9 +239,6 @@ async function hundredGroups(): Promise<Record<string, unknown>> {
     await b.close();
   }
 }
-
-/** Counts another process's open fds (works even when that process has none left). */
-const fdsOf = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 
 /**
  * The fd phase runs in a child process: if the topics exhaust its fd limit,
@@ -308,9 +283,6 @@ async function fdsChild(): Promise<void> {
 
 async function durableTopicFds(): Promise<Record<string, unknown>> {
   const T = Number(arg('fd-topics', '10000'));
-  const { fork } = await import('node:child_process');
-  const { fileURLToPath } = await import('node:url');
-  const { readFileSync } = await import('node:fs');
   const child = fork(fileURLToPath(import.meta.url), ['--role', 'fds', '--dir', tempDir('fds'), '--fd-topics', String(T)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -319,7 +291,7 @@ async function durableTopicFds(): Promise<Record<string, unknown>> {
   let info: { ok?: number; failed?: number; firstError?: string; closeError?: string } = {};
   await new Promise<void>((res, rej) => {
     child.on('message', (m: { checkpoint: string; ok?: number; failed?: number; firstError?: string; closeError?: string }) => {
-      counts[m.checkpoint] = fdsOf(child.pid!);
+      counts[m.checkpoint] = openFds(child.pid!);
       at[m.checkpoint] = performance.now();
       if (m.ok !== undefined) info = { ...info, ok: m.ok, failed: m.failed, firstError: m.firstError };
       if (m.checkpoint === 'closed') info.closeError = m.closeError;

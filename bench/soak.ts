@@ -22,19 +22,14 @@
  * second half not growing past the first half's, consumer keeping up) and
  * exits 1 naming what failed.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { Delivery } from '../lib/connection/types.js';
 import type { FsyncMode } from '../lib/options.js';
 import { WireConnection } from '../lib/wire/client.js';
+import { arg, openFds, rssMiB, startSoakBroker } from './common.js';
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : dflt;
-}
 const minutes = Number(arg('minutes', '10'));
 const rate = Number(arg('rate', '5000'));
 const rpcRate = Number(arg('rpc-rate', '100'));
@@ -50,28 +45,7 @@ const MAX_BYTES = 8 * 1024 * 1024;
 const TICK_MS = 10;
 const MAX_BATCHES_IN_FLIGHT = 16;
 
-const here = dirname(fileURLToPath(import.meta.url));
 const dataDir = mkdtempSync(join(tmpdir(), 'logbus-soak-'));
-
-function startBroker(): Promise<{ proc: ChildProcess; port: number }> {
-  const options = {
-    dataDir,
-    port: 0,
-    fsync,
-    retentionCheckMs: 1000,
-    topics: { [TOPIC]: { segmentBytes: SEGMENT_BYTES, retention: { maxBytes: MAX_BYTES } } },
-  };
-  const proc = spawn(process.execPath, [join(here, 'soak-broker.js'), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    proc.once('exit', code => reject(new Error(`broker exited with ${code}`)));
-    proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
-      out += c;
-      const line = out.split('\n').find(l => l.includes('listening'));
-      if (line) resolve({ proc, port: (JSON.parse(line) as { listening: number }).listening });
-    });
-  });
-}
 
 const percentile = (xs: number[], p: number): number => {
   if (xs.length === 0) return NaN;
@@ -79,11 +53,6 @@ const percentile = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
-function brokerRssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round(Number(m[1]) / 102.4) / 10 : NaN;
-}
-const openFds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 function segmentFiles(): number {
   try {
     return readdirSync(join(dataDir, 'topics', TOPIC)).filter(f => f.endsWith('.log')).length;
@@ -111,8 +80,14 @@ interface Sample {
   pushDropped: number;
 }
 
-const { proc: brokerProc, port } = await startBroker();
-const brokerPid = brokerProc.pid!;
+const broker = await startSoakBroker({
+  dataDir,
+  port: 0,
+  fsync,
+  retentionCheckMs: 1000,
+  topics: { [TOPIC]: { segmentBytes: SEGMENT_BYTES, retention: { maxBytes: MAX_BYTES } } },
+});
+const { port, pid: brokerPid } = broker;
 const url = `logbus://127.0.0.1:${port}`;
 const conn = (name: string) =>
   new WireConnection({ url, token: undefined, rpcTimeoutMs: 10_000 }, { clientName: `soak-${name}`, logger: { log: () => {}, warn: m => console.error(`[${name}] ${m}`) } });
@@ -217,7 +192,7 @@ async function sample(label: string): Promise<Sample> {
     rpcP50: round(percentile(rpcLat, 50)),
     rpcP99: round(percentile(rpcLat, 99)),
     rpcCalls: rpcCalls - lastRpcCalls,
-    rssMiB: brokerRssMiB(brokerPid),
+    rssMiB: round(rssMiB(brokerPid)), // MiB to one decimal
     fds: openFds(brokerPid),
     segments: segmentFiles(),
     topicMiB: info ? Math.round(info.bytes / 104857.6) / 10 : 0,
@@ -263,8 +238,7 @@ await consumer.close();
 await sub.unsubscribe();
 await rpcServer.close();
 await Promise.all(all.map(c => c.close()));
-brokerProc.kill('SIGTERM');
-await new Promise(r => brokerProc.once('exit', r));
+await broker.stop();
 rmSync(dataDir, { recursive: true, force: true });
 
 // ---- report

@@ -9,9 +9,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { WireConnection } from '../lib/wire/client.js';
+import type { WireConnection } from '../lib/wire/client.js';
+import { arg, wireConn } from './common.js';
 
-const fsync = process.argv.includes('--fsync') ? process.argv[process.argv.indexOf('--fsync') + 1] : 'always';
+const fsync = arg('fsync', 'always');
 const MESSAGES = 100_000;
 const VALUE = Buffer.alloc(100, 'x');
 
@@ -36,11 +37,7 @@ async function startBroker(dir: string): Promise<{ url: string; stop(): Promise<
   };
 }
 
-async function conn(url: string): Promise<WireConnection> {
-  const c = new WireConnection({ url, token: undefined, rpcTimeoutMs: 30_000 });
-  await c.connect();
-  return c;
-}
+const conn = (url: string): Promise<WireConnection> => wireConn(url, { rpcTimeoutMs: 30_000 });
 
 function rate(n: number, ms: number): string {
   return `${Math.round((n / ms) * 1000).toLocaleString()}/s`;
