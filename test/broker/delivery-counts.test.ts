@@ -1,14 +1,14 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Broker } from '../../lib/broker/broker.js';
-import type { Consumer, Delivery } from '../../lib/connection/types.js';
+import type { BusConnection, ConsumeSpec, Consumer, Delivery } from '../../lib/connection/types.js';
 import type { TopicConfig } from '../../lib/options.js';
 import { FileStore } from '../../lib/store/file-store.js';
 import type { GroupOffset, LogStore, TopicLog, TopicLogConfig } from '../../lib/store/types.js';
-import { spawn } from 'node:child_process';
-import { MemoryLogger, spec, until } from './helpers.js';
+import { built, killProcess, spawnNode } from '../wire/children.js';
+import { MemoryLogger, openBroker, spec, text, until } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'logbus-delivery-counts-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -69,32 +69,32 @@ async function openCrashable(dataDir: string) {
 }
 
 async function openClean(dataDir: string) {
-  const logger = new MemoryLogger();
-  const broker = await Broker.open({ dataDir, fsync: 'never', retentionCheckMs: 0, logger });
+  const { broker, logger } = await openBroker({ dataDir });
   return { broker, c: broker.connect(), logger };
 }
 
-const text = (d: { value: Buffer }): string => d.value.toString();
+/** Consumes with `s`, acking every delivery; the returned array fills as they come. */
+async function consumeAcking(c: BusConnection, s: ConsumeSpec): Promise<Delivery[]> {
+  const got: Delivery[] = [];
+  const consumer: Consumer = await c.consume(s, d => {
+    got.push(d);
+    consumer.ack(d);
+  });
+  return got;
+}
 
-const POISON_CHILD = join(process.cwd(), '.build/test/broker/fixtures/poison-consumer.js');
+const DELIVERY = /^delivery (\d+) (\d+)$/;
 
 /** Runs the poison consumer child on dataDir until its first delivery, kills it with SIGKILL, returns that delivery's count. */
 async function deliverAndKill(dataDir: string, maxDeliver: number): Promise<number> {
-  if (!existsSync(POISON_CHILD)) throw new Error(`fixture ${POISON_CHILD} is missing: run \`npx tsc -p tsconfig.json\` first (npm test does)`);
-  const child = spawn(process.execPath, [POISON_CHILD, dataDir, String(maxDeliver)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()));
+  const child = spawnNode(built('test/broker/fixtures/poison-consumer.js'), [dataDir, String(maxDeliver)]);
+  let line: string;
   try {
-    await until(() => /delivery \d+ \d+\n/.test(out) || child.exitCode !== null, 'the child to get the message', 15_000);
+    line = await child.waitLine('the child to get the message', l => typeof l === 'string' && DELIVERY.test(l), 15_000);
   } finally {
-    child.kill('SIGKILL');
-    await exited;
+    await killProcess(child.proc, 'SIGKILL');
   }
-  const m = /delivery (\d+) (\d+)\n/.exec(out);
-  if (!m) throw new Error(`child exited without a delivery: ${err}`);
+  const m = DELIVERY.exec(line)!;
   expect(Number(m[1])).toBe(0);
   return Number(m[2]);
 }
@@ -119,16 +119,8 @@ describe('delivery counts survive broker restarts', () => {
       await broker.close();
     }
     const { broker, c, logger } = await openClean(dataDir);
-    const got: Delivery[] = [];
-    const consumer: Consumer = await c.consume(poisonSpec, d => {
-      got.push(d);
-      consumer.ack(d);
-    });
-    const dlq: Delivery[] = [];
-    const dlqConsumer: Consumer = await c.consume(spec('p.dlq', 'reader'), d => {
-      dlq.push(d);
-      dlqConsumer.ack(d);
-    });
+    const got = await consumeAcking(c, poisonSpec);
+    const dlq = await consumeAcking(c, spec('p.dlq', 'reader'));
     await until(() => dlq.length === 1, 'the dead letter');
     expect(text(dlq[0])).toBe('poison');
     expect(dlq[0].key).toBe('k');
@@ -157,11 +149,7 @@ describe('delivery counts survive broker restarts', () => {
     const { broker, c } = await openClean(dataDir);
     const got: Delivery[] = [];
     await c.consume(spec('p', 'g', { maxDeliver, deadLetter: 'p.dlq' }), d => void got.push(d));
-    const dlq: Delivery[] = [];
-    const dlqConsumer: Consumer = await c.consume(spec('p.dlq', 'reader'), d => {
-      dlq.push(d);
-      dlqConsumer.ack(d);
-    });
+    const dlq = await consumeAcking(c, spec('p.dlq', 'reader'));
     await until(() => dlq.length === 1, 'the dead letter');
     expect([text(dlq[0]), dlq[0].headers['x-logbus-deliveries']]).toEqual(['poison', String(maxDeliver)]);
     expect(got).toEqual([]);
@@ -185,11 +173,7 @@ describe('delivery counts survive broker restarts', () => {
     }
     const { broker, c } = await openClean(dataDir);
     await c.produce('q', [{ value: Buffer.from('m5') }]);
-    const got: Delivery[] = [];
-    const consumer: Consumer = await c.consume(spec('q', 'g', { concurrency: 1 }), d => {
-      got.push(d);
-      consumer.ack(d);
-    });
+    const got = await consumeAcking(c, spec('q', 'g', { concurrency: 1 }));
     await until(() => got.length === 4, 'the rest');
     expect(got.map(d => [text(d), d.deliveryCount])).toEqual([
       ['m2', 2],
@@ -229,11 +213,7 @@ describe('delivery counts survive broker restarts', () => {
     }
     const { broker, c } = await openClean(dataDir);
     await c.resetGroup('r', 'g', 'earliest');
-    const got: Delivery[] = [];
-    const consumer: Consumer = await c.consume(spec('r', 'g', { concurrency: 2 }), d => {
-      got.push(d);
-      consumer.ack(d);
-    });
+    const got = await consumeAcking(c, spec('r', 'g', { concurrency: 2 }));
     await until(() => got.length === 2, 'both after the reset');
     expect(got.map(d => [text(d), d.deliveryCount])).toEqual([
       ['a', 1],

@@ -1,19 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createServer } from 'node:net';
 import { Controller, type INestMicroservice } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
 import { Consume, LogBusClient, LogBusContext, LogBusError, Subscribe } from '../../lib/index.js';
+import { freePort } from '../wire/children.js';
 import { eventually, startApp, tempDir } from './helpers.js';
-
-/** A port nobody uses right now. */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>(r => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>(r => srv.close(() => r()));
-  return port;
-}
 
 describe('an embedded server with `listen` serves remote clients (logbus://)', () => {
   let dir: { path: string; remove(): Promise<void> };

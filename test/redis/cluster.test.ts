@@ -47,7 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await bus?.closeAll();
-  await Promise.all(nodes.map(killProcess));
+  await Promise.all(nodes.map(n => killProcess(n)));
   rmSync(dir, { recursive: true, force: true });
 });
 

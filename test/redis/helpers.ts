@@ -5,11 +5,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { RedisConnection } from '../../lib/connection/redis/index.js';
 import type { ConsumeSpec, Delivery } from '../../lib/connection/types.js';
 import { resolveOptions, type LogBusOptions } from '../../lib/options.js';
+
+/** freePort: a TCP port free on 127.0.0.1 (for a redis-server a test starts); killProcess: SIGKILL by default, resolved once exited. */
+export { freePort, killProcess } from '../wire/children.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -92,18 +94,6 @@ export function spec(topic: string, group: string, over: Partial<ConsumeSpec> = 
 export const text = (d: { value: Buffer }) => d.value.toString();
 export type { Delivery };
 
-/** A TCP port free on 127.0.0.1 right now (for a redis-server a test starts). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 /** Starts `redis-server <args>` listening on `port`; resolves once it answers PING. */
 export async function spawnRedis(port: number, args: string[]): Promise<ChildProcess> {
   const child = spawn('redis-server', args, { stdio: 'ignore' });
@@ -123,13 +113,4 @@ export async function spawnRedis(port: number, args: string[]): Promise<ChildPro
     throw new Error(`redis-server on port ${port} did not come up`);
   })();
   return Promise.race([up, failed]);
-}
-
-/** SIGKILL, resolved once the process has exited. */
-export function killProcess(child: ChildProcess): Promise<void> {
-  return new Promise(resolve => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
 }

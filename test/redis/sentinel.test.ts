@@ -38,7 +38,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  await Promise.all(procs.map(killProcess));
+  await Promise.all(procs.map(p => killProcess(p)));
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -25,7 +25,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { WireConnection } from '../../lib/wire/client.js';
-import { built, freePort, onStdoutLines } from '../wire/children.js';
+import { built, freePort, killProcess, onStdoutLines } from '../wire/children.js';
 import { CRASH_TOPIC, crashMessage, parseCrashMessage } from './crash-payload.js';
 import { prng } from './sim-disk.js';
 
@@ -95,14 +95,6 @@ function spawnClient(name: string, args: string[], onLine: (c: ClientProc, line:
   });
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => (c.stderr = (c.stderr + s).slice(-2000)));
   return c;
-}
-
-function kill(proc: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-  return new Promise(r => {
-    proc.once('exit', () => r());
-    proc.kill(signal);
-  });
 }
 
 async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, detail: () => string = () => ''): Promise<void> {
@@ -212,7 +204,7 @@ export async function runBrokerCrash(o: BrokerCrashOptions): Promise<BrokerCrash
       const ranMs = Math.round(minRun + random() * (maxRun - minRun));
       await new Promise(r => setTimeout(r, ranMs));
       killTimes.push(Date.now());
-      await kill(broker!, 'SIGKILL');
+      await killProcess(broker!, 'SIGKILL');
       await startBroker();
       o.onRound?.(round, { round, ranMs, acked: ackedCount });
     }
@@ -270,7 +262,7 @@ export async function runBrokerCrash(o: BrokerCrashOptions): Promise<BrokerCrash
     // Let stray deliveries land, then stop the consumers.
     await new Promise(r => setTimeout(r, 300));
     const cons = clients.filter(c => !c.name.startsWith('p'));
-    await Promise.all(cons.map(c => kill(c.proc, 'SIGTERM')));
+    await Promise.all(cons.map(c => killProcess(c.proc, 'SIGTERM')));
 
     // Deliveries.
     let redeliveries = 0;
@@ -314,7 +306,7 @@ export async function runBrokerCrash(o: BrokerCrashOptions): Promise<BrokerCrash
     };
   } finally {
     await admin?.close().catch(() => undefined);
-    await Promise.all(clients.map(c => kill(c.proc, 'SIGKILL')));
-    if (broker) await kill(broker, 'SIGTERM');
+    await Promise.all(clients.map(c => killProcess(c.proc, 'SIGKILL')));
+    if (broker) await killProcess(broker, 'SIGTERM');
   }
 }

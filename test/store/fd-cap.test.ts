@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import type { FsyncMode } from '../../lib/options.js';
 import type { TopicLog } from '../../lib/store/types.js';
 import { powerLossRound } from '../reliability/power-loss.js';
-import { FaultyIO } from './faulty-io.js';
 import { openFile, removeDir, tempDir, topicConfig } from './helpers.js';
 import { PathTrackingIO } from './path-tracking-io.js';
 
@@ -134,7 +133,7 @@ describe('the store-wide cap on open segment files', () => {
   it('a reopen that fails (EMFILE) fails that topic with STORAGE only; the others keep working', async () => {
     const emfile = () => Object.assign(new Error('EMFILE: too many open files (injected)'), { code: 'EMFILE' });
     /** Opens of files under topics/<failIn>/ fail, as when the process is out of fds. */
-    class ReopenFails extends FaultyIO {
+    class ReopenFails extends PathTrackingIO {
       failIn: string | null = null;
       override open(path: string, flags: string): Promise<number> {
         if (this.failIn && path.includes(`/topics/${this.failIn}/`)) return Promise.reject(emfile());

@@ -1,17 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
-import { FaultyIO } from './faulty-io.js';
+import { FaultIO } from '../reliability/fault-io.js';
 import { openFile, removeDir, tempDir, topicConfig } from './helpers.js';
-
-const emfile = () => Object.assign(new Error('EMFILE: too many open files (injected)'), { code: 'EMFILE' });
-
-/** Opening a new topic's index file fails as it does when the process is out of file descriptors. */
-class IndexOpenFails extends FaultyIO {
-  failIndexOpen = true;
-  override open(path: string, flags: string): Promise<number> {
-    if (this.failIndexOpen && path.endsWith('.index')) return Promise.reject(emfile());
-    return super.open(path, flags);
-  }
-}
 
 describe('a topic whose files cannot all be opened', () => {
   let dir: string;
@@ -21,7 +10,9 @@ describe('a topic whose files cannot all be opened', () => {
   afterEach(() => removeDir(dir));
 
   it('fails with STORAGE and keeps no descriptor open; the topic opens once descriptors are free again', async () => {
-    const io = new IndexOpenFails();
+    const io = new FaultIO();
+    // Opening a new topic's index file ('w+') fails as it does when the process is out of file descriptors.
+    io.arm('open', 1, 'EMFILE', '.index');
     const store = await openFile(dir, { io });
     const heldByStore = io.paths.size;
     await expect(store.openTopic('t', topicConfig())).rejects.toMatchObject({ code: 'STORAGE', message: expect.stringContaining('EMFILE') });
@@ -29,7 +20,7 @@ describe('a topic whose files cannot all be opened', () => {
     expect([...io.paths.values()].filter(p => p.endsWith('.log'))).toEqual([]);
     expect(io.paths.size).toBe(heldByStore);
 
-    io.failIndexOpen = false;
+    io.clear();
     const log = await store.openTopic('t', topicConfig());
     const r = log.append([{ key: undefined, headers: undefined, value: Buffer.from('after') }]);
     await r.durable;

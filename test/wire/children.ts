@@ -68,19 +68,18 @@ export function spawnMember(url: string, role: string, ...args: string[]): Child
   return spawnNode(built('test/wire/fixtures/member.js'), [url, role, ...args]);
 }
 
+/** Sends `signal` to proc and resolves once it has exited (at once if it already has). */
+export function killProcess(proc: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  return new Promise(resolve => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+    proc.once('exit', () => resolve());
+    proc.kill(signal);
+  });
+}
+
 /** Kills whatever a test left running (afterEach). */
 export async function killAll(): Promise<void> {
-  const procs = [...running];
-  await Promise.all(
-    procs.map(
-      p =>
-        new Promise<void>(r => {
-          if (p.exitCode !== null || p.signalCode !== null) return r();
-          p.once('exit', () => r());
-          p.kill('SIGKILL');
-        }),
-    ),
-  );
+  await Promise.all([...running].map(p => killProcess(p)));
 }
 
 export function freePort(): Promise<number> {
