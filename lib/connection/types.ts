@@ -32,6 +32,13 @@ export interface ReadMessage {
   value: Buffer;
 }
 
+/**
+ * The headers of a delivery that has none: one frozen object instead of an
+ * empty one per message. Whoever hands headers to user code gives a copy
+ * (LogBusContext.getHeaders()).
+ */
+export const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
 /** A message handed to a push subscriber or a pull consumer. */
 export interface Delivery {
   /** Driver-assigned id, unique per subscription/consumer; used to ack, nack, release. */
@@ -40,7 +47,8 @@ export interface Delivery {
   readonly offset: number | undefined;
   readonly timestamp: number;
   readonly key: string | undefined;
-  readonly headers: Record<string, string>;
+  /** May be shared with other deliveries of the message, or be NO_HEADERS: read it, never change it. */
+  readonly headers: Readonly<Record<string, string>>;
   readonly value: Buffer;
   /** 1 on first delivery; always 1 for push */
   readonly deliveryCount: number;

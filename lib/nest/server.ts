@@ -488,7 +488,7 @@ function doneWith(ref: Ref<Subscription>, d: Delivery): void {
 }
 
 function contextOf(d: Delivery): LogBusContext {
-  return new LogBusContext([d.topic, d.offset, d.timestamp, d.key, d.headers ?? {}, d.deliveryCount, d.group]);
+  return new LogBusContext(undefined, d);
 }
 
 function offsetText(d: Delivery): string {

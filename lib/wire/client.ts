@@ -105,12 +105,12 @@ interface PendingCall {
   reject(err: Error): void;
 }
 
-/** A delivery remembers the session it came from, so a late ack after a reconnect is ignored. */
-interface WireDelivery extends Delivery {
-  readonly epoch: number;
-  /** Push: what it holds of the subscriber's buffer at the broker; -1 once reported done (done() is idempotent). */
-  charge: number;
-}
+/**
+ * A delivery as decoded: it remembers the session it came from, so a late ack
+ * after a reconnect is ignored, and (push) what it holds of the subscriber's
+ * buffer at the broker, -1 once reported done (done() is idempotent).
+ */
+type WireDelivery = WireDeliveryBody;
 
 /**
  * `live` once the broker confirmed it: only live entries are re-sent after a
@@ -485,7 +485,7 @@ export class WireConnection implements BusConnection {
   private onFrame(f: Frame): void {
     switch (f.type) {
       case FrameType.DELIVER:
-        for (const d of dec.deliver(f.body)) this.onDelivery(d);
+        for (const d of dec.deliver(f.body, this.epoch)) this.onDelivery(d);
         return;
       case FrameType.RPC_INCOMING:
         return this.onRpcIncoming(dec.rpcIncoming(f.body));
@@ -541,29 +541,24 @@ export class WireConnection implements BusConnection {
     }
   }
 
-  private onDelivery(w: WireDeliveryBody): void {
-    const epoch = this.epoch;
-    const d: WireDelivery = {
-      id: w.id,
-      topic: w.topic,
-      offset: w.offset,
-      timestamp: w.timestamp,
-      key: w.key,
-      headers: w.headers,
-      value: w.value,
-      deliveryCount: w.deliveryCount,
-      group: w.group,
-      epoch,
-      charge: w.charge,
-    };
-    const e = w.kind === TARGET_SUBSCRIPTION ? this.subs.get(w.targetId) : this.consumers.get(w.targetId);
+  private onDelivery(d: WireDelivery): void {
+    const e = d.kind === TARGET_SUBSCRIPTION ? this.subs.get(d.targetId) : this.consumers.get(d.targetId);
     if (!e) {
       // unsubscribed meanwhile: free its buffer; a closed consumer's messages go back to the group by themselves
-      if (w.kind === TARGET_SUBSCRIPTION) this.queueDone(w.targetId, d);
+      if (d.kind === TARGET_SUBSCRIPTION) this.queueDone(d.targetId, d);
       return;
     }
     if (!e.live) (e.early ??= []).push(d);
-    else this.invoke(() => e.onMessage(d));
+    else this.hand(e, d);
+  }
+
+  /** Runs the caller's handler for one delivery (no closure per message). */
+  private hand(e: SubEntry | ConsumerEntry, d: WireDelivery): void {
+    try {
+      e.onMessage(d);
+    } catch (err) {
+      this.logger.warn(`a message handler threw synchronously: ${(err as Error).message}`);
+    }
   }
 
   /** Hands over deliveries that came before the caller got its object: after its await has resumed. */
@@ -571,7 +566,7 @@ export class WireConnection implements BusConnection {
     e.live = true;
     const early = e.early;
     e.early = undefined;
-    if (early?.length) setImmediate(() => early.forEach(d => this.invoke(() => e.onMessage(d))));
+    if (early?.length) setImmediate(() => early.forEach(d => this.hand(e, d)));
   }
 
   private invoke(fn: () => void): void {

@@ -8,13 +8,16 @@
  * timestamps, delivery ids) as float64, with -1 for "none"; strings as
  * u32 byte length + UTF-8; optional strings as u8 flag + string.
  */
-import type { Delivery, ReadMessage } from '../connection/types.js';
+import { type Delivery, NO_HEADERS, type ReadMessage } from '../connection/types.js';
 import { LogBusError, type LogBusErrorCode } from '../errors.js';
 import { encodeFrame, FrameType, type FrameTypeId, HEADER_BYTES, PROTOCOL_VERSION, protocolError } from './frame.js';
 
 // ───────────────────────────── writer / reader ─────────────────────────────
 
 /** Writes a frame in place: header room first, so the finished frame is one buffer, copied once. */
+/** Strings up to this many chars are tried as ASCII first (Writer.str). */
+const SHORT_STRING = 64;
+
 export class Writer {
   private buf: Buffer;
   private at = HEADER_BYTES;
@@ -48,8 +51,14 @@ export class Writer {
   }
   u32(v: number): this {
     this.room(4);
-    this.buf.writeUInt32BE(v >>> 0, this.at);
-    this.at += 4;
+    // byte stores, not writeUInt32BE: this runs several times per message and its checks cost more than the store
+    const b = this.buf;
+    const at = this.at;
+    b[at] = v >>> 24;
+    b[at + 1] = v >>> 16;
+    b[at + 2] = v >>> 8;
+    b[at + 3] = v;
+    this.at = at + 4;
     return this;
   }
   f64(v: number): this {
@@ -64,24 +73,43 @@ export class Writer {
   }
   raw(b: Buffer): this {
     this.room(b.length);
-    b.copy(this.buf, this.at);
+    this.buf.set(b, this.at); // TypedArray set: Buffer.copy's argument handling costs more than a small copy
+
     this.at += b.length;
     return this;
   }
   str(s: string): this {
+    const len = s.length;
+    if (len <= SHORT_STRING) {
+      // topics, keys, header names: ASCII is one byte per char, stored here without two native calls
+      this.room(4 + len);
+      const b = this.buf;
+      const start = this.at + 4;
+      let i = 0;
+      for (; i < len; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        b[start + i] = c;
+      }
+      if (i === len) return this.u32(len).skip(len);
+    }
     const max = Buffer.byteLength(s);
     this.room(4 + max);
     const n = this.buf.write(s, this.at + 4, 'utf8');
-    this.buf.writeUInt32BE(n, this.at);
-    this.at += 4 + n;
+    return this.u32(n).skip(n);
+  }
+  /** Moves past bytes already stored after the current position. */
+  private skip(n: number): this {
+    this.at += n;
     return this;
   }
   optStr(s: string | undefined): this {
     if (s === undefined) return this.u8(0);
     return this.u8(1).str(s);
   }
-  headers(h: Record<string, string> | undefined): this {
-    const keys = h ? Object.keys(h) : [];
+  headers(h: Readonly<Record<string, string>> | undefined): this {
+    if (h === undefined || h === NO_HEADERS) return this.u32(0);
+    const keys = Object.keys(h);
     this.u32(keys.length);
     for (const k of keys) this.str(k).str(String(h![k]));
     return this;
@@ -104,6 +132,13 @@ export class Writer {
   }
 }
 
+/** Where the last string a Reader decoded lies in its buffer (see strRepeated). */
+interface LastString {
+  at: number;
+  n: number;
+  s: string;
+}
+
 export class Reader {
   private at = 0;
   constructor(private readonly buf: Buffer) {}
@@ -122,9 +157,10 @@ export class Reader {
   }
   u32(what = 'u32'): number {
     this.need(4, what);
-    const v = this.buf.readUInt32BE(this.at);
-    this.at += 4;
-    return v;
+    const b = this.buf;
+    const at = this.at;
+    this.at = at + 4;
+    return b[at] * 0x1000000 + ((b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]);
   }
   f64(what = 'number'): number {
     this.need(8, what);
@@ -166,6 +202,23 @@ export class Reader {
     this.at += n;
     return s;
   }
+  /** str(), but the last string again without decoding it when the bytes are the same (topics repeat within a DELIVER frame). */
+  strRepeated(last: LastString, what: string): string {
+    const n = this.u32(`${what} length`);
+    this.need(n, what);
+    const buf = this.buf;
+    const at = this.at;
+    this.at += n;
+    if (n === last.n) {
+      let i = 0;
+      while (i < n && buf[at + i] === buf[last.at + i]) i++;
+      if (i === n) return last.s;
+    }
+    last.at = at;
+    last.n = n;
+    last.s = buf.toString('utf8', at, at + n);
+    return last.s;
+  }
   optStr(what = 'string'): string | undefined {
     const flag = this.u8(`${what} flag`);
     if (flag === 0) return undefined;
@@ -182,6 +235,14 @@ export class Reader {
     const n = this.u32(`${what} count`);
     if (n * minBytes > this.remaining) throw protocolError(`${what} count ${n} does not fit in the ${this.remaining} bytes left`);
     return n;
+  }
+  /** headers(), but NO_HEADERS (shared, frozen) when there are none: for deliveries, whose headers users get copied. */
+  deliveryHeaders(): Readonly<Record<string, string>> {
+    if (this.remaining >= 4 && this.buf.readUInt32BE(this.at) === 0) {
+      this.at += 4;
+      return NO_HEADERS;
+    }
+    return this.headers();
   }
   headers(): Record<string, string> {
     const n = this.count('headers', 8);
@@ -303,12 +364,14 @@ export interface WireDeliveryBody {
   offset: number | undefined;
   timestamp: number;
   key: string | undefined;
-  headers: Record<string, string>;
+  headers: Readonly<Record<string, string>>;
   value: Buffer;
   deliveryCount: number;
-  /** Push: the bytes it holds of the subscriber's buffer, returned in DONE. */
+  /** Push: the bytes it holds of the subscriber's buffer, returned in DONE; the client sets -1 once it has reported it. */
   charge: number;
   group: string | undefined;
+  /** The client's session it arrived in (given to deliver()), so an ack after a reconnect is ignored. */
+  readonly epoch: number;
 }
 
 const BROKER_NAME = 'logbus/1';
@@ -443,10 +506,12 @@ export function encodeMessagePart(topic: string, d: Pick<Delivery, 'offset' | 't
 
 /** Builds one DELIVER frame carrying a batch of deliveries. */
 export class DeliverBatch {
-  private w = new Writer(1024);
+  private readonly w: Writer;
   private n = 0;
 
-  constructor() {
+  /** `sizeHint`: the bytes expected (the last batch's size), so a burst is not copied on every doubling. */
+  constructor(sizeHint = 1024) {
+    this.w = new Writer(sizeHint);
     this.w.u32(0); // count, patched in frame()
   }
   get count(): number {
@@ -646,10 +711,12 @@ export const dec = {
     r.end('JSON_RESULT');
     return v;
   },
-  deliver(body: Buffer): WireDeliveryBody[] {
+  /** Each delivery is one object, used as is by the client (no copy per message). */
+  deliver(body: Buffer, epoch = 0): WireDeliveryBody[] {
     const r = new Reader(body);
     const n = r.count('deliveries', 51);
     const out: WireDeliveryBody[] = [];
+    const lastTopic: LastString = { at: 0, n: -1, s: '' };
     for (let i = 0; i < n; i++) {
       const kind = targetKind(r.u8('target kind'));
       const targetId = r.u32('target id');
@@ -657,13 +724,13 @@ export const dec = {
       const deliveryCount = r.u32('delivery count');
       const charge = r.u32('charge');
       const group = r.optStr('group');
-      const topic = r.str('topic');
+      const topic = r.strRepeated(lastTopic, 'topic');
       const offset = r.optInt('offset');
       const timestamp = r.f64('timestamp');
       const key = r.optStr('key');
-      const headers = r.headers();
+      const headers = r.deliveryHeaders();
       const value = r.bytes('value');
-      out.push({ kind, targetId, id, topic, offset, timestamp, key, headers, value, deliveryCount, charge, group });
+      out.push({ kind, targetId, id, topic, offset, timestamp, key, headers, value, deliveryCount, charge, group, epoch });
     }
     r.end('DELIVER');
     return out;

@@ -269,6 +269,8 @@ class ServerConnection {
   private incomingSeq = 0;
   private readonly calls = new IdTable<RpcCall>();
   private batch: DeliverBatch | undefined;
+  /** The size of the last DELIVER batch, so the next one is allocated once at about its size. */
+  private batchHint = 1024;
   private resolveClosed!: () => void;
   readonly closed = new Promise<void>(r => (this.resolveClosed = r));
   private readonly peer: string;
@@ -605,7 +607,7 @@ class ServerConnection {
   }
 
   private addDelivery(kind: number, targetId: number, deliveryId: number, deliveryCount: number, charge: number, group: string | undefined, part: Buffer): void {
-    const batch = (this.batch ??= new DeliverBatch());
+    const batch = (this.batch ??= new DeliverBatch(this.batchHint));
     batch.add(kind, targetId, deliveryId, deliveryCount, charge, group, part);
     if (batch.bytes >= WIRE_DEFAULTS.deliverBatchBytes) this.flushDeliveries();
     else this.outbox.schedule();
@@ -618,6 +620,7 @@ class ServerConnection {
     const b = this.batch;
     if (!b || b.count === 0) return;
     this.batch = undefined;
+    this.batchHint = Math.min(b.bytes + (b.bytes >> 3), WIRE_DEFAULTS.deliverBatchBytes + 1024);
     this.outbox.send(b.frame());
   }
 

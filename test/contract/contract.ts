@@ -141,6 +141,41 @@ export function describeContract(driver: string, makeEnv: () => Promise<Contract
         }
       });
 
+      it("gives each handler a context of its own: changing getHeaders() changes nothing another handler sees; getArgs() lists the getters' values", async () => {
+        const topic = uniqueTopic('ctxown');
+        const seen: Array<{ by: string; headers: Record<string, string>; args: unknown[] }> = [];
+        const look = (by: string, ctx: LogBusContext) => {
+          const headers = ctx.getHeaders();
+          seen.push({ by, headers: { ...headers }, args: [...ctx.getArgs()] });
+          headers[`seen-by-${by}`] = 'yes'; // a handler may write to its own copy, with or without headers at publish
+          expect(ctx.getHeaders()).toBe(headers);
+          expect(ctx.getArgByIndex(4)).toBe(headers);
+        };
+        @Controller()
+        class Handlers {
+          @Subscribe(topic)
+          a(@Payload() _d: unknown, @Ctx() ctx: LogBusContext) {
+            look('a', ctx);
+          }
+          @EventPattern<string>(topic)
+          b(@Payload() _d: object, @Ctx() ctx: LogBusContext) {
+            look('b', ctx);
+          }
+        }
+        await app([Handlers]);
+        const first = await client.produce(topic, { n: 1 }, { key: 'k1', headers: { trace: 't-1' } });
+        await client.produce(topic, { n: 2 });
+        await eventually('4 deliveries', () => seen.length === 4);
+        for (const by of ['a', 'b']) {
+          const mine = seen.filter(s => s.by === by);
+          expect(mine.map(s => s.headers)).toEqual([{ trace: 't-1' }, {}]);
+          // args[4] is the handler's headers object (checked in look())
+          const [topicArg, offset, timestamp, key, , deliveryCount, group] = mine[0].args;
+          expect({ topicArg, offset, key, deliveryCount, group }).toEqual({ topicArg: topic, offset: first.offset, key: 'k1', deliveryCount: 1, group: undefined });
+          expect(typeof timestamp).toBe('number');
+        }
+      });
+
       it('matches wildcards: * exactly one segment (orders.* never gets orders.a.b), > one or more trailing segments', async () => {
         const base = uniqueTopic('wild');
         const star: string[] = [];

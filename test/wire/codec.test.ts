@@ -6,6 +6,16 @@ import { checkDecoder, chunked, hostileStream, validFrame } from './frame-arbitr
 
 const KNOWN_TYPES = Object.values(FrameType) as FrameTypeId[];
 
+/** Strings the encoder takes both ways: short ASCII (stored char by char), non-ASCII and long ones (utf8 write). */
+const text = fc.oneof(
+  fc.string(),
+  fc.string({ unit: 'grapheme' }),
+  fc.string({ unit: 'grapheme-ascii', minLength: 60, maxLength: 80 }),
+  fc.constantFrom('orders.created', 'commandes.créées', '注文.作成'),
+);
+/** Topics that repeat within a batch, some of the same length with other bytes (the decoder reuses a repeated topic's string). */
+const topicText = fc.oneof(text, fc.constantFrom('a.b', 'a.c', 'ab', ''));
+
 function decodeAll(chunks: Buffer[], limit = DEFAULT_MAX_FRAME_BYTES) {
   const d = new FrameDecoder(limit);
   return chunks.flatMap(c => d.push(c));
@@ -71,12 +81,12 @@ describe('frames', () => {
 describe('bodies', () => {
   test('PRODUCE carries a batch of messages with keys, headers and binary values unchanged', () => {
     const msg = fc.record({
-      key: fc.option(fc.string(), { nil: undefined }),
-      headers: fc.dictionary(fc.string(), fc.string()),
+      key: fc.option(text, { nil: undefined }),
+      headers: fc.dictionary(text, text),
       value: fc.uint8Array({ maxLength: 200 }).map(a => Buffer.from(a)),
     });
     fc.assert(
-      fc.property(fc.string(), fc.array(msg, { maxLength: 20 }), (topic, messages) => {
+      fc.property(text, fc.array(msg, { maxLength: 20 }), (topic, messages) => {
         const [frame] = decodeAll([enc.produce(7, topic, messages)]);
         expect(frame.type).toBe(FrameType.PRODUCE);
         expect(frame.requestId).toBe(7);
@@ -96,21 +106,21 @@ describe('bodies', () => {
       id: fc.nat({ max: Number.MAX_SAFE_INTEGER }),
       deliveryCount: fc.integer({ min: 1, max: 1000 }),
       charge: fc.nat({ max: 0xffffffff }),
-      group: fc.option(fc.string(), { nil: undefined }),
-      topic: fc.string(),
+      group: fc.option(text, { nil: undefined }),
+      topic: topicText,
       offset: fc.option(fc.nat({ max: Number.MAX_SAFE_INTEGER }), { nil: undefined }),
       timestamp: fc.nat({ max: 2 ** 45 }),
-      key: fc.option(fc.string(), { nil: undefined }),
-      headers: fc.dictionary(fc.string(), fc.string()),
+      key: fc.option(text, { nil: undefined }),
+      headers: fc.dictionary(text, text),
       value: fc.uint8Array({ maxLength: 100 }).map(a => Buffer.from(a)),
     });
     fc.assert(
-      fc.property(fc.array(delivery, { maxLength: 20 }), ds => {
+      fc.property(fc.array(delivery, { maxLength: 20 }), fc.nat(), (ds, epoch) => {
         const batch = new DeliverBatch();
         for (const d of ds) batch.add(TARGET_CONSUMER, d.targetId, d.id, d.deliveryCount, d.charge, d.group, encodeMessagePart(d.topic, d));
         const [frame] = decodeAll([batch.frame()]);
-        const got = dec.deliver(frame.body).map(d => ({ ...d, value: [...d.value] }));
-        expect(got).toEqual(ds.map(d => ({ kind: TARGET_CONSUMER, ...d, headers: { ...d.headers }, value: [...d.value] })));
+        const got = dec.deliver(frame.body, epoch).map(d => ({ ...d, value: [...d.value] }));
+        expect(got).toEqual(ds.map(d => ({ kind: TARGET_CONSUMER, ...d, headers: { ...d.headers }, value: [...d.value], epoch })));
       }),
       { numRuns: 200 },
     );
