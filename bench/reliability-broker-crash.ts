@@ -39,6 +39,7 @@ try {
       logRecords: r.logRecords,
       deliveries: r.deliveries,
       redeliveries: r.redeliveries,
+      redeliveriesCountedOnce: r.redeliveriesCountedOnce,
       redeliveriesPerRound: { min: perRound[0], median: q(0.5), p90: q(0.9), max: perRound.at(-1) },
       maxRedeliveredAckAgeMs: r.maxRedeliveredAckAgeMs,
       violations: r.violations.length,

@@ -231,9 +231,9 @@ export class ConsumerGroup {
       const o = e.rec.offset;
       if (o >= high) break;
       const n = e.planned !== undefined && e.planned > e.deliveries ? e.planned : e.deliveries;
-      if (n !== 1) counts.push([o, n]);
+      if (this.persistsCount(n)) counts.push([o, n]);
     }
-    for (const [o, c] of this.restored) if (o >= this.readPos && c !== 1) counts.push([o, c]);
+    for (const [o, c] of this.restored) if (o >= this.readPos && this.persistsCount(c)) counts.push([o, c]);
     if (counts.length > MAX_PERSISTED_COUNTS) {
       // Keep the real redelivery counts first: a lost one under-counts, a lost 0 only over-counts.
       counts.sort((a, b) => (b[1] > 1 ? 1 : 0) - (a[1] > 1 ? 1 : 0) || a[0] - b[0]);
@@ -242,6 +242,19 @@ export class ConsumerGroup {
     const upTo = Math.max(this.reservedUpTo, high);
     // The store refuses (and so would not save the position with) a count at or past the mark.
     return { deliveredUpTo: upTo, deliveries: counts.filter(([o]) => o < upTo) };
+  }
+
+  /**
+   * Whether the count of an offset below the mark is written. 1 goes without
+   * saying (the mark implies it). 0 (fetched, not yet delivered, e.g. blocked
+   * behind its key while later offsets went out) is written only once the
+   * group is closed: while it runs, the offset may be delivered after this
+   * snapshot and before the next write, and a crash in between would leave a 0
+   * on disk for a delivered offset, so its redelivery would say 1. Left out, it
+   * counts once after a crash: an over-count, which is allowed.
+   */
+  private persistsCount(n: number): boolean {
+    return n !== 1 && (n !== 0 || this.closed);
   }
 
   /** The host wrote deliveryState() snapshot `snapshot`, taken at `generation`: dispatch may go up to its mark. */
@@ -383,17 +396,13 @@ export class ConsumerGroup {
   /** Stops dispatch and timers; dead letters already on their way may still complete (see drain). */
   close(): void {
     this.closed = true;
-    // Nothing more is dispatched: the final write can say exactly what was delivered.
-    if (this.reservedUpTo !== this.deliveredHigh) {
-      this.reservedUpTo = this.deliveredHigh;
-      this.host.positionChanged(this);
-    }
+    // Nothing more is dispatched: the final write can say exactly what was delivered
+    // (the mark, and the offsets below it never delivered, which only a closed group writes).
+    this.reservedUpTo = this.deliveredHigh;
+    this.host.positionChanged(this);
     for (const e of this.outstanding) {
-      if (e.planned !== undefined && e.planned > e.deliveries) {
-        // Planned but never delivered: the final write keeps the count it really has.
-        e.planned = undefined;
-        this.host.positionChanged(this);
-      }
+      // Planned but never delivered: the final write keeps the count it really has.
+      if (e.planned !== undefined && e.planned > e.deliveries) e.planned = undefined;
     }
     if (this.reserveRetryTimer) clearTimeout(this.reserveRetryTimer);
     this.reserveRetryTimer = undefined;

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Broker } from '../../lib/broker/broker.js';
+import { ConsumerGroup, type GroupHost } from '../../lib/broker/consumer-group.js';
+import { BrokerStats } from '../../lib/broker/stats.js';
 import type { BusConnection, ConsumeSpec, Consumer, Delivery } from '../../lib/connection/types.js';
 import type { TopicConfig } from '../../lib/options.js';
 import { FileStore } from '../../lib/store/file-store.js';
@@ -22,6 +24,8 @@ const freshDir = (): string => join(root, String(n++));
  */
 class CrashableStore implements LogStore {
   private crashed = false;
+  /** Every group-offset commit that reached the disk, in order. */
+  readonly writes: GroupOffset[][] = [];
   constructor(private readonly inner: FileStore) {}
   static async open(dataDir: string): Promise<CrashableStore> {
     return new CrashableStore(await FileStore.open({ dataDir, fsync: 'never', logger: new MemoryLogger() }));
@@ -51,7 +55,9 @@ class CrashableStore implements LogStore {
     return this.inner.loadGroupOffsets();
   }
   async commitGroupOffsets(entries: GroupOffset[]): Promise<void> {
-    if (!this.crashed) await this.inner.commitGroupOffsets(entries);
+    if (this.crashed) return;
+    await this.inner.commitGroupOffsets(entries);
+    this.writes.push(structuredClone(entries));
   }
   async deleteGroupOffset(topic: string, group: string): Promise<void> {
     if (!this.crashed) await this.inner.deleteGroupOffset(topic, group);
@@ -133,6 +139,61 @@ describe('delivery counts survive broker restarts', () => {
     expect((await c.groups('p'))[0]).toMatchObject({ committedOffset: 2, inFlight: 0 });
     expect(logger.errors).toEqual([]);
     await broker.close();
+  });
+
+  it('a message held back behind its key and delivered after the last write counts as delivered after a crash (its redelivery says 2)', async () => {
+    const dataDir = freshDir();
+    {
+      const { broker, c } = await openClean(dataDir);
+      const keyed = [['x', 'm0'], ['a', 'm1'], ['a', 'm2'], ['b', 'm3']];
+      await c.produce('k', keyed.map(([key, v]) => ({ key, value: Buffer.from(v) })));
+      await broker.close();
+    }
+    {
+      const { broker, store, c } = await openCrashable(dataDir);
+      const got: Delivery[] = [];
+      const consumer: Consumer = await c.consume(spec('k', 'g', { concurrency: 3 }), d => void got.push(d));
+      // m2 waits behind m1 (same key) while m3 goes out: below the delivered mark, not delivered.
+      await until(() => got.length === 3, 'm0, m1 and m3');
+      expect(got.map(text)).toEqual(['m0', 'm1', 'm3']);
+      const before = store.writes.length;
+      consumer.ack(got[0]);
+      // The batched position write (offset 1) is taken while m2 is still undelivered.
+      const positionWritten = () => store.writes.slice(before).some(w => w.some(g => g.group === 'g' && g.offset === 1));
+      await until(positionWritten, 'the position after m0 written');
+      consumer.ack(got[1]);
+      await until(() => got.length === 4, 'm2, released by the ack of m1');
+      expect([text(got[3]), got[3].deliveryCount]).toEqual(['m2', 1]);
+      // Killed before the next write: the ack of m1 and the delivery of m2 are not on disk.
+      store.crash();
+      await broker.close();
+    }
+    const { broker, c, logger } = await openClean(dataDir);
+    const got = await consumeAcking(c, spec('k', 'g', { concurrency: 3 }));
+    await until(() => got.length === 3, 'm1, m2 and m3 again');
+    expect(got.map(d => [text(d), d.deliveryCount]).sort()).toEqual([
+      ['m1', 2],
+      ['m2', 2],
+      ['m3', 2],
+    ]);
+    expect(logger.errors).toEqual([]);
+    await broker.close();
+  });
+
+  it('a saved count of 0 (never delivered) is written again only by a closed group, never while it may still deliver', () => {
+    const host: GroupHost = {
+      stats: new BrokerStats(),
+      logger: new MemoryLogger(),
+      deadLetter: async () => undefined,
+      positionChanged: () => undefined,
+      commit: async () => undefined,
+    };
+    const log = { name: 't', earliestOffset: 0, nextOffset: 10 } as TopicLog;
+    const group = new ConsumerGroup('t', 'g', log, 0, host, { deliveredUpTo: 10, deliveries: [[3, 0], [4, 2]] });
+    // While it runs, offset 3 may be delivered before the next write: leaving it out makes it count once after a crash.
+    expect(group.deliveryState()).toEqual({ deliveredUpTo: 10, deliveries: [[4, 2]] });
+    group.close();
+    expect(group.deliveryState()).toEqual({ deliveredUpTo: 10, deliveries: [[3, 0], [4, 2]] });
   });
 
   it('a consumer process killed with SIGKILL on every delivery: counts 1..maxDeliver, then dead-lettered', async () => {

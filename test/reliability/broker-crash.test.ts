@@ -19,6 +19,8 @@ test('broker killed -9 under load, 4 rounds: acked publishes all there once, exa
     expect(r.logRecords).toBeGreaterThanOrEqual(r.publishesAcked);
     expect(r.logRecords).toBeLessThanOrEqual(r.publishesAcked + r.publishesFailed);
     expect(r.deliveries).toBeGreaterThanOrEqual(2 * r.logRecords);
+    // some acked messages came back after a kill, so the check that they carry deliveryCount >= 2 had something to check
+    expect(r.redeliveries).toBeGreaterThan(0);
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
   }

@@ -19,7 +19,7 @@
  *     record that is not whole (the consumers check JSON and a checksum);
  *   - an acked message is delivered again only after a crash (never twice
  *     within one broker lifetime), i.e. only when its ack may not have been
- *     committed yet; the window is measured: how long before the kill the
+ *     committed yet, and then with deliveryCount >= 2; the window is measured: how long before the kill the
  *     latest redelivered ack was made (group positions are committed in
  *     batches every 100 ms, fsynced).
  */
@@ -61,6 +61,8 @@ export interface BrokerCrashResult {
   deliveries: number;
   /** acked messages delivered again after a crash, per group, summed */
   redeliveries: number;
+  /** of those, delivered with deliveryCount 1 (each one is also a violation: counts survive a kill, RELIABILITY.md §4) */
+  redeliveriesCountedOnce: number;
   redeliveriesPerRound: number[];
   /** the oldest ack (ms before the kill) among messages redelivered after a crash */
   maxRedeliveredAckAgeMs: number;
@@ -266,6 +268,7 @@ export async function runBrokerCrash(o: BrokerCrashOptions): Promise<BrokerCrash
 
     // Deliveries.
     let redeliveries = 0;
+    let redeliveriesCountedOnce = 0;
     let maxAge = 0;
     for (let i = 0; i < o.rounds; i++) redeliveriesPerRound.push(0);
     for (const [group, g] of delivered) {
@@ -286,6 +289,11 @@ export async function runBrokerCrash(o: BrokerCrashOptions): Promise<BrokerCrash
           }
           redeliveries++;
           redeliveriesPerRound[prev.epoch] = (redeliveriesPerRound[prev.epoch] ?? 0) + 1;
+          // It was delivered before the kill, so the persisted counts make this at least its second delivery.
+          if (cur.count < 2) {
+            redeliveriesCountedOnce++;
+            violate(`${group} offset ${offset}: delivered in lifetime ${prev.epoch} (count ${prev.count}), again in lifetime ${cur.epoch} with deliveryCount ${cur.count}`);
+          }
           const age = killTimes[prev.epoch] - prev.at;
           if (age > maxAge) maxAge = age;
         }
@@ -299,6 +307,7 @@ export async function runBrokerCrash(o: BrokerCrashOptions): Promise<BrokerCrash
       logRecords: end,
       deliveries,
       redeliveries,
+      redeliveriesCountedOnce,
       redeliveriesPerRound,
       maxRedeliveredAckAgeMs: maxAge,
       violations,
