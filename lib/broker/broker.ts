@@ -17,6 +17,7 @@ import type {
   TopicInfo,
 } from '../connection/types.js';
 import { InProcessConnection } from '../connection/in-process.js';
+import { NO_HEADERS } from '../connection/types.js';
 import { DEFAULTS, LIMITS, badOption, resolveOptions, type FsyncMode, type TopicConfig } from '../options.js';
 import type { AppendRecord, AppendResult, LogRecord, LogStore, TopicLog } from '../store/types.js';
 import { validateTopicName } from '../topic.js';
@@ -210,7 +211,7 @@ export class Broker {
       const results: ProduceResult[] = new Array(n);
       for (let i = 0; i < n; i++) {
         const r = records[i];
-        out[i] = { offset: undefined, timestamp: now, key: r.key, headers: r.headers ?? {}, value: r.value };
+        out[i] = { offset: undefined, timestamp: now, key: r.key, headers: r.headers ?? NO_HEADERS, value: r.value };
         results[i] = { topic: t.name, offset: undefined };
       }
       // In a microtask, not inside produce(): a handler that publishes again must not recurse on the caller's stack.
@@ -285,7 +286,7 @@ export class Broker {
           for (let i = 0; i < p.records.length; i++, k++) {
             const r = p.records[i];
             const offset = res.baseOffset + k;
-            out[k] = { offset, timestamp: res.timestamp, key: r.key, headers: r.headers ?? {}, value: r.value };
+            out[k] = { offset, timestamp: res.timestamp, key: r.key, headers: r.headers ?? NO_HEADERS, value: r.value };
             results[i] = { topic: t.name, offset };
           }
           p.resolve(results);
@@ -485,7 +486,10 @@ function checkHeaders(topic: string, i: number, h: unknown): Record<string, stri
   }
   const copy: Record<string, string> = {};
   let n = 0;
-  for (const [k, v] of Object.entries(h as Record<string, unknown>)) {
+  // for-in with an own-property check: no entries array per message
+  for (const k in h) {
+    if (!Object.hasOwn(h, k)) continue;
+    const v = (h as Record<string, unknown>)[k];
     if (typeof v !== 'string') {
       throw new LogBusError('INVALID_ARGUMENT', `message ${i} for '${topic}': header '${k}' must be a string, not ${typeof v}`);
     }

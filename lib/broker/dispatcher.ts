@@ -11,7 +11,8 @@ export interface OutMessage {
   offset: number | undefined;
   timestamp: number;
   key: string | undefined;
-  headers: Record<string, string>;
+  /** Shared by every delivery of the message; NO_HEADERS when it has none. */
+  headers: Readonly<Record<string, string>>;
   value: Buffer;
 }
 
@@ -78,7 +79,7 @@ export class PushDelivery implements Delivery {
   readonly offset: number | undefined;
   readonly timestamp: number;
   readonly key: string | undefined;
-  readonly headers: Record<string, string>;
+  readonly headers: Readonly<Record<string, string>>;
   readonly value: Buffer;
   // #private: not enumerable, so encoding or spreading a delivery never drags the subscriber along.
   #subscriber: PushSubscriber | undefined;

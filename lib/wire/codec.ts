@@ -244,6 +244,14 @@ export class Reader {
     }
     return this.headers();
   }
+  /** headers(), but undefined when there are none (a message published without headers). */
+  optHeaders(): Record<string, string> | undefined {
+    if (this.remaining >= 4 && this.buf.readUInt32BE(this.at) === 0) {
+      this.at += 4;
+      return undefined;
+    }
+    return this.headers();
+  }
   headers(): Record<string, string> {
     const n = this.count('headers', 8);
     const h: Record<string, string> = {};
@@ -289,7 +297,7 @@ export interface ErrorBody {
 }
 export interface ProduceBody {
   topic: string;
-  messages: { key: string | undefined; headers: Record<string, string>; value: Buffer }[];
+  messages: { key: string | undefined; headers: Record<string, string> | undefined; value: Buffer }[];
 }
 export interface SubscribeBody {
   subId: number;
@@ -583,7 +591,7 @@ export const dec = {
     const n = r.count('messages', 9);
     const messages: ProduceBody['messages'] = [];
     for (let i = 0; i < n; i++) {
-      messages.push({ key: r.optStr('key'), headers: r.headers(), value: ownValues ? r.bytesCopy('value') : r.bytes('value') });
+      messages.push({ key: r.optStr('key'), headers: r.optHeaders(), value: ownValues ? r.bytesCopy('value') : r.bytes('value') });
     }
     r.end('PRODUCE');
     return { topic, messages };
