@@ -20,7 +20,7 @@ import type { BusConnection, Consumer, Delivery, RawMessage, RpcCall, RpcIncomin
 import { isLogBusError, LogBusError } from '../errors.js';
 import { DEFAULTS, MiB, resolveOptions, type TopicConfig } from '../options.js';
 import type { InProcessConnection } from '../connection/in-process.js';
-import { brokerName, DeliverBatch, dec, enc, encodeMessagePart, TARGET_CONSUMER, TARGET_SUBSCRIPTION } from './codec.js';
+import { brokerName, DeliverBatch, dec, enc, TARGET_CONSUMER, TARGET_SUBSCRIPTION } from './codec.js';
 import { DEFAULT_MAX_FRAME_BYTES, type Frame, FrameDecoder, FrameType, frameTypeName, MAX_FRAME_BEFORE_HELLO, MAX_FRAME_FROM_BROKER } from './frame.js';
 import { Outbox } from './outbox.js';
 import { IdTable } from '../id-table.js';
@@ -202,36 +202,6 @@ interface ConsumerEntry {
   consumer: Consumer;
   /** Deliveries not yet acked or nacked, by delivery id. */
   pending: IdTable<Delivery>;
-}
-
-/**
- * The last message encoded: the dispatcher hands one message to all its
- * subscribers one after another, so it is encoded once for all of them. One
- * entry, not a cache keyed by message: an encoding must not live as long as
- * a slow subscriber holds the message (that doubled its real footprint).
- */
-const last: { -readonly [K in 'topic' | 'offset' | 'timestamp' | 'key' | 'headers' | 'value']: Delivery[K] } = {
-  topic: '',
-  offset: undefined,
-  timestamp: -1,
-  key: undefined,
-  headers: {},
-  value: Buffer.alloc(0),
-};
-let lastPart: Buffer | undefined;
-function messagePart(topic: string, m: RawMessage): Buffer {
-  const l = last;
-  if (lastPart && l.value === m.value && l.headers === m.headers && l.topic === topic && l.offset === m.offset && l.timestamp === m.timestamp && l.key === m.key) {
-    return lastPart;
-  }
-  lastPart = encodeMessagePart(topic, m);
-  l.topic = topic;
-  l.offset = m.offset;
-  l.timestamp = m.timestamp;
-  l.key = m.key;
-  l.headers = m.headers;
-  l.value = m.value;
-  return lastPart;
 }
 
 /** The wire server's push subscriptions get their messages through SubscribeSpec.onRaw instead. */
@@ -597,18 +567,27 @@ class ServerConnection {
     if (this.isClosed) return;
     entry.outstandingCount++;
     entry.outstandingBytes += charge;
-    this.addDelivery(TARGET_SUBSCRIPTION, subId, deliveryId, 1, charge, undefined, messagePart(topic, m));
+    this.addDelivery(TARGET_SUBSCRIPTION, subId, deliveryId, 1, charge, undefined, topic, m);
   }
 
   private deliverPull(consumerId: number, entry: ConsumerEntry, d: Delivery): void {
     if (this.isClosed) return;
     entry.pending.set(d.id, d);
-    this.addDelivery(TARGET_CONSUMER, consumerId, d.id, d.deliveryCount, 0, d.group, messagePart(d.topic, d));
+    this.addDelivery(TARGET_CONSUMER, consumerId, d.id, d.deliveryCount, 0, d.group, d.topic, d);
   }
 
-  private addDelivery(kind: number, targetId: number, deliveryId: number, deliveryCount: number, charge: number, group: string | undefined, part: Buffer): void {
+  private addDelivery(
+    kind: number,
+    targetId: number,
+    deliveryId: number,
+    deliveryCount: number,
+    charge: number,
+    group: string | undefined,
+    topic: string,
+    m: RawMessage,
+  ): void {
     const batch = (this.batch ??= new DeliverBatch(this.batchHint));
-    batch.add(kind, targetId, deliveryId, deliveryCount, charge, group, part);
+    batch.add(kind, targetId, deliveryId, deliveryCount, charge, group, topic, m);
     if (batch.bytes >= WIRE_DEFAULTS.deliverBatchBytes) this.flushDeliveries();
     else this.outbox.schedule();
     if (this.outbox.pendingBytes > this.opts.maxOutboundBytes) {

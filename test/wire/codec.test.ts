@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { isLogBusError } from '../../lib/errors.js';
-import { dec, decodeBody, DeliverBatch, enc, encodeMessagePart, TARGET_CONSUMER } from '../../lib/wire/codec.js';
+import { dec, decodeBody, DeliverBatch, enc, TARGET_CONSUMER } from '../../lib/wire/codec.js';
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder, FrameType, type FrameTypeId, HEADER_BYTES, PROTOCOL_VERSION } from '../../lib/wire/frame.js';
 import { checkDecoder, chunked, hostileStream, validFrame } from './frame-arbitraries.js';
 
@@ -118,7 +118,7 @@ describe('bodies', () => {
     fc.assert(
       fc.property(fc.array(delivery, { maxLength: 20 }), fc.nat(), (ds, epoch) => {
         const batch = new DeliverBatch();
-        for (const d of ds) batch.add(TARGET_CONSUMER, d.targetId, d.id, d.deliveryCount, d.charge, d.group, encodeMessagePart(d.topic, d));
+        for (const d of ds) batch.add(TARGET_CONSUMER, d.targetId, d.id, d.deliveryCount, d.charge, d.group, d.topic, d);
         const [frame] = decodeAll([batch.frame()]);
         const got = dec.deliver(frame.body, epoch).map(d => ({ ...d, value: [...d.value] }));
         expect(got).toEqual(ds.map(d => ({ kind: TARGET_CONSUMER, ...d, headers: { ...d.headers }, value: [...d.value], epoch })));

@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { isLogBusError } from '../../lib/errors.js';
-import { decodeBody, DeliverBatch, enc, encodeMessagePart, TARGET_CONSUMER, TARGET_SUBSCRIPTION } from '../../lib/wire/codec.js';
+import { decodeBody, DeliverBatch, enc, TARGET_CONSUMER, TARGET_SUBSCRIPTION } from '../../lib/wire/codec.js';
 import { FrameDecoder, FrameType, type FrameTypeId, HEADER_BYTES } from '../../lib/wire/frame.js';
 
 const str = fc.string({ maxLength: 24 });
@@ -64,7 +64,7 @@ export const validFrame: fc.Arbitrary<Buffer> = fc.oneof(
     )
     .map(ds => {
       const b = new DeliverBatch();
-      for (const d of ds) b.add(d.kind, d.target, d.id, d.count, d.charge, d.group, encodeMessagePart(d.topic, d));
+      for (const d of ds) b.add(d.kind, d.target, d.id, d.count, d.charge, d.group, d.topic, d);
       return b.frame();
     }),
 );
