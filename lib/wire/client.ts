@@ -138,6 +138,14 @@ interface ResponderEntry {
 }
 
 const MAX_IDS_PER_FRAME = 8192;
+/**
+ * Push deliveries done worth this many charged bytes go back to the broker at
+ * the end of the current job, not at the end of the event-loop turn: a turn
+ * that reads many chunks ran 8,000 handlers before its DONE left, and the
+ * broker, still counting them against the 8 MiB buffer with what sits in the
+ * socket buffers, dropped messages for a subscriber that kept up.
+ */
+const DONE_EARLY_BYTES = 256 * 1024;
 
 export class WireConnection implements BusConnection {
   private readonly host: string;
@@ -185,6 +193,13 @@ export class WireConnection implements BusConnection {
   private readonly acks = new Map<number, number[]>();
   /** Per subscription: how many push deliveries are done since the last flush, and the sum of their charges. */
   private readonly dones = new Map<number, { count: number; bytes: number }>();
+  /** Charges reported done since the last flush, and whether an early flush is queued (see DONE_EARLY_BYTES). */
+  private doneBytes = 0;
+  private doneEarly = false;
+  private readonly flushDoneEarly = (): void => {
+    this.doneEarly = false;
+    this.outbox?.flush();
+  };
   private readonly nacks = new Map<number, { id: number; error: string }[]>();
 
   constructor(
@@ -614,11 +629,17 @@ export class WireConnection implements BusConnection {
     } else {
       this.dones.set(subId, { count: 1, bytes: charge });
     }
+    this.doneBytes += charge;
+    if (this.doneBytes >= DONE_EARLY_BYTES && !this.doneEarly) {
+      this.doneEarly = true;
+      queueMicrotask(this.flushDoneEarly);
+    }
     this.outbox?.schedule();
   }
 
   private flushBatches(): void {
     const outbox = this.outbox;
+    this.doneBytes = 0;
     if (!outbox) return;
     for (const [target, ids] of this.acks) {
       for (let i = 0; i < ids.length; i += MAX_IDS_PER_FRAME) outbox.send(enc.ids(FrameType.ACK, target, ids.slice(i, i + MAX_IDS_PER_FRAME)));

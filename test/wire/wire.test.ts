@@ -5,8 +5,8 @@
 import net from 'node:net';
 import type { Delivery } from '../../lib/connection/types.js';
 import { isLogBusError, LogBusError } from '../../lib/errors.js';
-import { enc } from '../../lib/wire/codec.js';
-import { FrameType, HEADER_BYTES, PROTOCOL_VERSION } from '../../lib/wire/frame.js';
+import { dec, enc } from '../../lib/wire/codec.js';
+import { FrameDecoder, FrameType, HEADER_BYTES, PROTOCOL_VERSION } from '../../lib/wire/frame.js';
 import { LogBroker } from '../../lib/wire/log-broker.js';
 import { parseLogbusUrl, WireConnection } from '../../lib/wire/client.js';
 import { TEST_CERT, TEST_KEY } from './fixtures/tls-cert.js';
@@ -278,6 +278,35 @@ describe('limits', () => {
     await waitFor('buffered deliveries arrived', () => got.length + dropped === 50);
     expect(got.length).toBeGreaterThan(0);
     expect(got.length).toBeLessThan(50);
+  });
+
+  test('a subscriber that finishes a burst at once reports it done in parts of about 256 KiB, not once per event-loop turn', async () => {
+    // The broker counts a delivery against the subscriber's buffer until DONE arrives; a turn that
+    // reads many chunks used to finish thousands of handlers before one DONE left, and a subscriber
+    // that kept up was charged for all of them (and had messages dropped).
+    const pub = await connected();
+    const sub = await connected();
+    const reports: { count: number; bytes: number }[] = [];
+    const socket = (sub as unknown as { socket: net.Socket }).socket;
+    const decoder = new FrameDecoder();
+    const write = socket.write.bind(socket) as (data: Buffer) => boolean;
+    (socket as unknown as { write: (data: Buffer) => boolean }).write = data => {
+      for (const f of decoder.push(Buffer.from(data))) if (f.type === FrameType.DONE) reports.push(dec.done(f.body));
+      return write(data);
+    };
+    let got = 0;
+    const s = await sub.subscribe({ pattern: 'burst', bufferBytes: 64 * 1024 * 1024 }, d => {
+      got++;
+      s.done(d);
+    });
+    const batch = Array.from({ length: 1000 }, (_, i) => ({ value: Buffer.alloc(1000, i) }));
+    await Promise.all(Array.from({ length: 6 }, () => pub.produce('burst', batch)));
+    await waitFor('6,000 delivered', () => got === 6000);
+    await waitFor('every delivery reported done', () => reports.reduce((a, r) => a + r.count, 0) === 6000);
+    const charged = reports.reduce((a, r) => a + r.bytes, 0);
+    expect(charged).toBeGreaterThan(6000 * 1000); // each charged at least its payload
+    // the threshold, plus what one job (one socket read and its handlers) can finish after crossing it
+    for (const r of reports) expect(r.bytes).toBeLessThanOrEqual(512 * 1024);
   });
 
   describe('the buffer of a remote push subscriber (2000 B: five 200 B messages on topic "firehose", each charged 200 + 8 + 192 B)', () => {
