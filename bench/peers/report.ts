@@ -81,12 +81,11 @@ function ratios(results: Res[], js: Res | null): Ratio[] {
     add('RPC one at a time p50 / Nest TCP p50', name, l.rpcSeq?.p50Ms, tcp?.rpcSeq?.p50Ms, 1, 'le', '<= 1x');
     add('RPC 100 in flight vs Nest TCP', name, l.rpcConc?.rps, tcp?.rpcConc?.rps, 2);
     add('durable pull x2 vs JetStream file publish c64', name, l.durablePull?.deliveredPerSec, js?.msgsPerSec, 5);
-    for (const [what, change] of [
-      ['slow subscriber: fast one\'s rate vs alone', l.slow?.changePct],
-      ['slow subscriber: fast one\'s rate vs fast peer', l.slow?.changeVsPeerPct],
-    ] as const) {
-      out.push({ what, transport: name, ratio: typeof change === 'number' ? change : null, target: '|change| < 10 %', ok: typeof change === 'number' ? Math.abs(change) < 10 : null });
-    }
+    const change = l.slow?.changePct;
+    out.push({ what: 'slow subscriber: fast one\'s rate vs alone', transport: name, ratio: typeof change === 'number' ? change : null, target: '|change| < 10 %', ok: typeof change === 'number' ? Math.abs(change) < 10 : null });
+    // Not the issue's target (that is "vs alone"): beside a second fast subscriber the fast one shares the 2 cores with it.
+    const vsPeer = l.slow?.changeVsPeerPct;
+    out.push({ what: 'slow subscriber: vs a fast peer (information)', transport: name, ratio: typeof vsPeer === 'number' ? vsPeer : null, target: '-', ok: null });
   }
   return out;
 }
