@@ -14,10 +14,10 @@ import { encodeFrame, FrameType, type FrameTypeId, HEADER_BYTES, PROTOCOL_VERSIO
 
 // ───────────────────────────── writer / reader ─────────────────────────────
 
-/** Writes a frame in place: header room first, so the finished frame is one buffer, copied once. */
 /** Strings up to this many chars are tried as ASCII first (Writer.str). */
 const SHORT_STRING = 64;
 
+/** Writes a frame in place: header room first, so the finished frame is one buffer, copied once. */
 export class Writer {
   private buf: Buffer;
   private at = HEADER_BYTES;
@@ -74,7 +74,6 @@ export class Writer {
   raw(b: Buffer): this {
     this.room(b.length);
     this.buf.set(b, this.at); // TypedArray set: Buffer.copy's argument handling costs more than a small copy
-
     this.at += b.length;
     return this;
   }
@@ -124,11 +123,6 @@ export class Writer {
     out[5] = type;
     out.writeUInt32BE(requestId >>> 0, 6);
     return out;
-  }
-
-  /** The body alone (for parts cached and copied into several frames). */
-  body(): Buffer {
-    return this.buf.subarray(HEADER_BYTES, this.at);
   }
 }
 
@@ -238,19 +232,17 @@ export class Reader {
   }
   /** headers(), but NO_HEADERS (shared, frozen) when there are none: for deliveries, whose headers users get copied. */
   deliveryHeaders(): Readonly<Record<string, string>> {
-    if (this.remaining >= 4 && this.buf.readUInt32BE(this.at) === 0) {
-      this.at += 4;
-      return NO_HEADERS;
-    }
-    return this.headers();
+    return this.noHeaders() ? NO_HEADERS : this.headers();
   }
   /** headers(), but undefined when there are none (a message published without headers). */
   optHeaders(): Record<string, string> | undefined {
-    if (this.remaining >= 4 && this.buf.readUInt32BE(this.at) === 0) {
-      this.at += 4;
-      return undefined;
-    }
-    return this.headers();
+    return this.noHeaders() ? undefined : this.headers();
+  }
+  /** Moves past a header count of 0 and says so; anything else is left for headers(). */
+  private noHeaders(): boolean {
+    if (this.remaining < 4 || this.buf.readUInt32BE(this.at) !== 0) return false;
+    this.at += 4;
+    return true;
   }
   headers(): Record<string, string> {
     const n = this.count('headers', 8);
