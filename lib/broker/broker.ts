@@ -1,23 +1,23 @@
 import { LogBusError } from '../errors.js';
-import type {
-  BusStats,
-  ConsumeFrom,
-  ConsumeSpec,
-  Consumer,
-  Delivery,
-  GroupInfo,
-  OutgoingMessage,
-  ProduceResult,
-  ReadMessage,
-  RpcCall,
-  RpcIncoming,
-  RpcReplyHandler,
-  SubscribeSpec,
-  Subscription,
-  TopicInfo,
+import {
+  NO_HEADERS,
+  type BusStats,
+  type ConsumeFrom,
+  type ConsumeSpec,
+  type Consumer,
+  type Delivery,
+  type GroupInfo,
+  type OutgoingMessage,
+  type ProduceResult,
+  type ReadMessage,
+  type RpcCall,
+  type RpcIncoming,
+  type RpcReplyHandler,
+  type SubscribeSpec,
+  type Subscription,
+  type TopicInfo,
 } from '../connection/types.js';
 import { InProcessConnection } from '../connection/in-process.js';
-import { NO_HEADERS } from '../connection/types.js';
 import { DEFAULTS, LIMITS, badOption, resolveOptions, type FsyncMode, type TopicConfig } from '../options.js';
 import type { AppendRecord, AppendResult, LogRecord, LogStore, TopicLog } from '../store/types.js';
 import { validateTopicName } from '../topic.js';

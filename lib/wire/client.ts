@@ -564,16 +564,7 @@ export class WireConnection implements BusConnection {
       return;
     }
     if (!e.live) (e.early ??= []).push(d);
-    else this.hand(e, d);
-  }
-
-  /** Runs the caller's handler for one delivery (no closure per message). */
-  private hand(e: SubEntry | ConsumerEntry, d: WireDelivery): void {
-    try {
-      e.onMessage(d);
-    } catch (err) {
-      this.logger.warn(`a message handler threw synchronously: ${(err as Error).message}`);
-    }
+    else this.runHandler(e.onMessage, d);
   }
 
   /** Hands over deliveries that came before the caller got its object: after its await has resumed. */
@@ -581,12 +572,13 @@ export class WireConnection implements BusConnection {
     e.live = true;
     const early = e.early;
     e.early = undefined;
-    if (early?.length) setImmediate(() => early.forEach(d => this.hand(e, d)));
+    if (early?.length) setImmediate(() => early.forEach(d => this.runHandler(e.onMessage, d)));
   }
 
-  private invoke(fn: () => void): void {
+  /** Runs a caller's handler (delivery, request) with its argument: no closure per message; a throw is logged. */
+  private runHandler<A>(handler: (arg: A) => void, arg: A): void {
     try {
-      fn();
+      handler(arg);
     } catch (e) {
       this.logger.warn(`a message handler threw synchronously: ${(e as Error).message}`);
     }
@@ -597,17 +589,15 @@ export class WireConnection implements BusConnection {
     if (!e) return;
     const epoch = this.epoch;
     let finished = false;
-    this.invoke(() =>
-      e.onRequest({
-        pattern: b.pattern,
-        value: b.value,
-        reply: (value, done) => {
-          if (finished || epoch !== this.epoch) return;
-          if (done) finished = true;
-          this.send(enc.rpcRespond({ incomingId: b.incomingId, done, value }));
-        },
-      }),
-    );
+    this.runHandler(e.onRequest, {
+      pattern: b.pattern,
+      value: b.value,
+      reply: (value: Buffer, done: boolean) => {
+        if (finished || epoch !== this.epoch) return;
+        if (done) finished = true;
+        this.send(enc.rpcRespond({ incomingId: b.incomingId, done, value }));
+      },
+    });
   }
 
   private queueId(map: Map<number, number[]>, targetId: number, id: number): void {
